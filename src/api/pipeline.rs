@@ -1,0 +1,272 @@
+//! `PipelineRun`: a multi-step run whose steps are Kubernetes Jobs, archived when done.
+
+use super::{Condition, Dur, HttpUrl, PolicyRef};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+/// A run of steps (Kubernetes Jobs) ordered as a DAG, watched for stalls and timeouts, and
+/// archived (report, manifests, logs, events) to object storage or a volume when it ends.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "vigil.dev",
+    version = "v1alpha1",
+    kind = "PipelineRun",
+    plural = "pipelineruns",
+    shortname = "prun",
+    category = "vigil",
+    namespaced,
+    status = "PipelineRunStatus",
+    printcolumn(name = "Succeeded", type_ = "string", json_path = ".status.conditions[?(@.type==\"Succeeded\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason"),
+    printcolumn(name = "Steps", type_ = "string", json_path = ".status.progress"),
+    printcolumn(name = "Archived", type_ = "string", json_path = ".status.conditions[?(@.type==\"Archived\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.steps.all(s, self.steps.exists_one(t, t.name == s.name))",
+        "message": "step names must be unique within a run"
+    },
+    {
+        "rule": "self.steps.all(s, s.runAfter.all(r, self.steps.exists(t, t.name == r)))",
+        "message": "every runAfter entry must name a step of this run"
+    },
+    {
+        "rule": "self.steps.all(s, !(s.name in s.runAfter))",
+        "message": "a step cannot run after itself"
+    }
+]))]
+pub struct PipelineRunSpec {
+    /// The steps; each runs as one Job once every step in its `runAfter` has succeeded.
+    #[schemars(length(min = 1, max = 64))]
+    pub steps: Vec<Step>,
+    /// Longest the whole run may take; unset means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Longest time without any step progress before the run is marked `Stalled`.
+    #[serde(default = "d30m")]
+    pub stall_timeout: Dur,
+    /// Set to true to stop the run: running Jobs are deleted, the run ends `Cancelled`.
+    #[serde(default)]
+    pub cancel: bool,
+    /// MonitorPolicy (same namespace) whose alert channels are told about this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_ref: Option<PolicyRef>,
+    /// Where and what to archive when the run ends. Unset: no archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveSpec>,
+}
+
+/// One step of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// Step name, unique in the run (a DNS label: it becomes part of the Job name).
+    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Steps that must succeed before this one starts.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub run_after: Vec<String>,
+    /// The Job to run: a batch/v1 JobSpec (`template`, `backoffLimit`, ...). Checked when
+    /// the Job is created; problems are reported on the step.
+    pub template: JobTemplate,
+    /// Longest this step may run; unset means only the run's limits apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+}
+
+/// A batch/v1 JobSpec kept as raw JSON so that one malformed template is reported on its run
+/// instead of breaking the watch of every run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobTemplate(pub serde_json::Map<String, serde_json::Value>);
+
+impl JsonSchema for JobTemplate {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "JobTemplate".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true,
+            "x-kubernetes-validations": [{
+                "rule": "has(self.template)",
+                "message": "a step template is a JobSpec and needs template (the pod template)"
+            }]
+        })
+    }
+}
+
+/// Where and what to archive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.s3) != has(self.filesystem)",
+    "message": "archive needs exactly one store: s3 or filesystem"
+}]))]
+pub struct ArchiveSpec {
+    /// An S3-compatible bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Store>,
+    /// A directory in Vigil's filesystem (e.g. a mounted PersistentVolumeClaim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FilesystemStore>,
+    /// What goes into the archive.
+    #[serde(default)]
+    pub include: ArchiveInclude,
+    /// Delete the run's Jobs (and their pods) once the archive was read back and verified.
+    #[serde(default)]
+    pub delete_jobs_after_archive: bool,
+    /// Delete the PipelineRun itself this long after a verified archive; unset keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_after_archive: Option<Dur>,
+}
+
+/// An S3-compatible bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Store {
+    /// Bucket name.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key prefix inside the bucket, e.g. `runs/`.
+    #[serde(default)]
+    #[schemars(length(max = 512))]
+    pub prefix: String,
+    /// Endpoint URL for non-AWS servers (MinIO, Ceph, Garage, ...); unset means AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<HttpUrl>,
+    /// Region.
+    #[serde(default = "us_east_1")]
+    #[schemars(length(max = 64))]
+    pub region: String,
+    /// Secret with `accessKeyId` and `secretAccessKey` keys.
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
+    /// Use path-style URLs (`endpoint/bucket/key`), as most self-hosted servers need.
+    #[serde(default = "yes")]
+    pub force_path_style: bool,
+}
+
+/// A directory in Vigil's filesystem.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesystemStore {
+    /// Absolute directory path.
+    #[schemars(length(min = 1, max = 4096), regex(pattern = "^/"))]
+    pub path: String,
+}
+
+/// What goes into an archive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveInclude {
+    /// A JSON report of the run: steps, times, exit codes, conditions.
+    #[serde(default = "yes")]
+    pub report: bool,
+    /// The run's and its Jobs' manifests.
+    #[serde(default = "yes")]
+    pub manifests: bool,
+    /// Each step's pod logs.
+    #[serde(default = "yes")]
+    pub logs: bool,
+    /// Events about the run and its Jobs and pods.
+    #[serde(default = "yes")]
+    pub events: bool,
+}
+
+impl Default for ArchiveInclude {
+    fn default() -> Self {
+        ArchiveInclude { report: true, manifests: true, logs: true, events: true }
+    }
+}
+
+/// Progress and outcome of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineRunStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Succeeded` (Unknown while running; reasons `Pending`, `Running`, `Succeeded`, `Failed`,
+    /// `Stalled`, `TimedOut`, `Cancelled`) and `Archived` (`Verified`, `UploadFailed`,
+    /// `ChecksumMismatch`).
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// When the first step started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// When any step last made progress (started, finished, or its pod changed phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_progress_time: Option<Time>,
+    /// Steps done out of all steps, e.g. `2/5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// Per-step state, in spec order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepStatus>,
+    /// The verified archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveStatus>,
+}
+
+/// State of one step.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// Step name.
+    pub name: String,
+    /// `Pending`, `Running`, `Succeeded`, `Failed`, `Skipped` or `Cancelled`.
+    pub phase: String,
+    /// Name of the step's Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// When the step's Job was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the step ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Exit code of the step's container, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// What happened, for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// Where the archive went and how it was verified.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveStatus {
+    /// URL of the archive (`s3://bucket/key` or `file:///path`).
+    pub location: String,
+    /// SHA-256 of the archive, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the archive was read back and its checksum matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_time: Option<Time>,
+}
+
+fn d30m() -> Dur {
+    Dur::new("30m")
+}
+fn yes() -> bool {
+    true
+}
+fn us_east_1() -> String {
+    "us-east-1".into()
+}

@@ -1,0 +1,672 @@
+//! `MonitorPolicy`: how a set of validators (and pipeline runs) is judged and handled.
+
+use super::{Condition, Dur, HttpUrl, SecretKeyRef};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How validators are probed and judged, how they are healed, who is told, and what the
+/// advisor may spend. Validators and pipeline runs point at a policy with `policyRef`.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "vigil.dev",
+    version = "v1alpha1",
+    kind = "MonitorPolicy",
+    plural = "monitorpolicies",
+    shortname = "mpol",
+    category = "vigil",
+    namespaced,
+    status = "MonitorPolicyStatus",
+    printcolumn(name = "Validators", type_ = "integer", json_path = ".status.validators"),
+    printcolumn(name = "Healthy", type_ = "integer", json_path = ".status.healthy"),
+    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitorPolicySpec {
+    /// How often and how patiently validators are probed.
+    #[serde(default)]
+    pub probe: ProbeSpec,
+    /// What counts as healthy.
+    #[serde(default)]
+    pub health: HealthSpec,
+    /// Whether and how unhealthy validators are restarted, and the guards around it.
+    #[serde(default)]
+    pub remediation: RemediationSpec,
+    /// The LLM (or rule-based) advisor asked for a diagnosis, within hard budgets.
+    #[serde(default)]
+    pub advisor: AdvisorSpec,
+    /// Where notifications go and which events are sent.
+    #[serde(default)]
+    pub alerts: AlertsSpec,
+    /// Kill switch: while true Vigil keeps probing but takes no action, sends no alerts and
+    /// asks no advisor for anything governed by this policy.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// How validators are probed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!self.interval.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.interval) >= duration('1s')",
+        "message": "probe.interval must be at least 1s"
+    },
+    {
+        "rule": "!self.interval.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.timeout.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.timeout) < duration(self.interval)",
+        "message": "probe.timeout must be shorter than probe.interval"
+    }
+]))]
+pub struct ProbeSpec {
+    /// Time between two probes of the same validator (at least 1s).
+    #[serde(default = "d30s")]
+    pub interval: Dur,
+    /// How long one probe may take; must be shorter than the interval.
+    #[serde(default = "d5s")]
+    pub timeout: Dur,
+    /// Consecutive bad probes before a validator is reported unhealthy.
+    #[serde(default = "three")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub failure_threshold: u32,
+    /// Consecutive good probes before an unhealthy validator is reported healthy again.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub success_threshold: u32,
+    /// Largest response body read from a node, in bytes; longer bodies fail the probe.
+    #[serde(default = "one_mib")]
+    #[schemars(range(min = 1024, max = 67108864))]
+    pub max_response_bytes: u64,
+}
+
+impl Default for ProbeSpec {
+    fn default() -> Self {
+        ProbeSpec {
+            interval: d30s(),
+            timeout: d5s(),
+            failure_threshold: three(),
+            success_threshold: one(),
+            max_response_bytes: one_mib(),
+        }
+    }
+}
+
+/// What counts as healthy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthSpec {
+    /// Fewest connected peers that count as healthy.
+    #[serde(default = "one")]
+    pub min_peers: u32,
+    /// Longest time the best block may stand still before `BlockProduction` turns false.
+    #[serde(default = "d3m")]
+    pub max_block_stall: Dur,
+    /// Largest distance, in blocks, between best and finalized before `Finalizing` turns false.
+    #[serde(default = "hundred")]
+    pub max_finality_lag: u64,
+    /// Largest distance, in blocks, behind the highest block among this policy's validators
+    /// of the same chain (the fleet) before `Synced` turns false.
+    #[serde(default = "fifty")]
+    pub max_blocks_behind: u64,
+    /// Slowest acceptable probe; slower probes count as failures. Unset: only the timeout counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_probe_latency: Option<Dur>,
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec {
+            min_peers: one(),
+            max_block_stall: d3m(),
+            max_finality_lag: hundred(),
+            max_blocks_behind: fifty(),
+            max_probe_latency: None,
+        }
+    }
+}
+
+/// Whether and how unhealthy validators are restarted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.action != 'ssh' || (has(self.sshCommand) && self.sshCommand in self.sshCommands)",
+        "message": "remediation.action 'ssh' needs sshCommand naming an entry of sshCommands"
+    }
+]))]
+pub struct RemediationSpec {
+    /// Master switch for automatic remediation under this policy.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// What a restart means: `evictPod`, `deletePod`, `rolloutRestart`, `ssh`, `webhook` or `none`.
+    #[serde(default)]
+    pub action: RemediationAction,
+    /// Allowed SSH commands: a name mapped to an argv list (never a shell string).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub ssh_commands: BTreeMap<String, SshCommand>,
+    /// Name of the `sshCommands` entry run by the `ssh` action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub ssh_command: Option<String>,
+    /// Most attempts per window before Vigil escalates instead.
+    #[serde(default = "three")]
+    pub max_attempts: u32,
+    /// The window `maxAttempts` counts over.
+    #[serde(default = "d1h")]
+    pub window: Dur,
+    /// Wait after an attempt before the next one; doubles with each further attempt.
+    #[serde(default = "d60s")]
+    pub cooldown: Dur,
+    /// Upper bound of the growing cooldown.
+    #[serde(default = "d30m")]
+    pub max_cooldown: Dur,
+    /// Healthy time after which the attempt count is reset.
+    #[serde(default = "d10m")]
+    pub healthy_reset_after: Dur,
+    /// Most remediations in progress at once under this policy.
+    #[serde(default = "one")]
+    pub max_concurrent: u32,
+    /// Storm guard: when more than this share of the fleet is unhealthy, restart nothing.
+    #[serde(default = "fifty_percent")]
+    #[schemars(regex(pattern = r"^([0-9]|[1-9][0-9]|100)%$"))]
+    pub max_unhealthy: String,
+    /// Escalate (and stop acting) after this many consecutive failed remediations.
+    #[serde(default = "five")]
+    pub escalate_after: u32,
+}
+
+impl Default for RemediationSpec {
+    fn default() -> Self {
+        RemediationSpec {
+            enabled: yes(),
+            action: RemediationAction::default(),
+            ssh_commands: BTreeMap::new(),
+            ssh_command: None,
+            max_attempts: three(),
+            window: d1h(),
+            cooldown: d60s(),
+            max_cooldown: d30m(),
+            healthy_reset_after: d10m(),
+            max_concurrent: one(),
+            max_unhealthy: fifty_percent(),
+            escalate_after: five(),
+        }
+    }
+}
+
+/// One allowed SSH command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SshCommand {
+    /// The program and its arguments, each quoted separately before it reaches the remote shell.
+    #[schemars(length(min = 1, max = 64))]
+    pub argv: Vec<String>,
+    /// How long the command may run.
+    #[serde(default = "d60s")]
+    pub timeout: Dur,
+}
+
+/// What a restart means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RemediationAction {
+    /// Evict the pod through the Eviction API (respects PodDisruptionBudgets).
+    EvictPod,
+    /// Delete the pod.
+    DeletePod,
+    /// Restart the owning StatefulSet, Deployment or DaemonSet.
+    RolloutRestart,
+    /// Run an allow-listed command on the remote machine.
+    Ssh,
+    /// POST to the validator's webhook target.
+    Webhook,
+    /// Never act; only report.
+    #[default]
+    None,
+}
+
+/// The advisor asked for a diagnosis when something goes wrong.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.provider == 'rules' || has(self.apiKeySecretRef)",
+        "message": "advisor providers anthropic and openai need apiKeySecretRef"
+    },
+    {
+        "rule": "self.provider == 'rules' || has(self.model)",
+        "message": "advisor providers anthropic and openai need a model"
+    }
+]))]
+pub struct AdvisorSpec {
+    /// `rules` (built-in, free), `anthropic` (Messages API) or `openai` (Chat Completions or compatible).
+    #[serde(default)]
+    pub provider: AdvisorProvider,
+    /// Model name, e.g. `claude-sonnet-4-5` or `gpt-4o-mini`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub model: Option<String>,
+    /// API base URL; unset means the provider's public endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<HttpUrl>,
+    /// Secret key holding the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+    /// When to ask: `onIssue`, `onEscalation` or `everyProbe`.
+    #[serde(default)]
+    pub mode: AdvisorMode,
+    /// Role instructions added to the prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8192))]
+    pub instructions: Option<String>,
+    /// Hard spending limits; when one is reached the advisor is not called.
+    #[serde(default)]
+    pub budget: AdvisorBudget,
+    /// Actions the advisor may recommend; others are ignored. Empty: every remediation action.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub allowed_actions: Vec<RemediationAction>,
+    /// Lowest confidence (0 to 1) at which advice is acted on.
+    #[serde(default = "seventy_percent")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_confidence: f64,
+    /// Apply the recommended action automatically (within the remediation guards).
+    #[serde(default)]
+    pub auto_apply: bool,
+    /// Remove addresses, keys and host names from what is sent to the provider.
+    #[serde(default = "yes")]
+    pub redact: bool,
+}
+
+impl Default for AdvisorSpec {
+    fn default() -> Self {
+        AdvisorSpec {
+            provider: AdvisorProvider::default(),
+            model: None,
+            base_url: None,
+            api_key_secret_ref: None,
+            mode: AdvisorMode::default(),
+            instructions: None,
+            budget: AdvisorBudget::default(),
+            allowed_actions: Vec::new(),
+            min_confidence: seventy_percent(),
+            auto_apply: false,
+            redact: yes(),
+        }
+    }
+}
+
+/// Advisor backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AdvisorProvider {
+    /// Built-in rules; no network, no cost.
+    #[default]
+    Rules,
+    /// Anthropic Messages API.
+    Anthropic,
+    /// OpenAI Chat Completions API or a compatible server.
+    Openai,
+}
+
+/// When the advisor is asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AdvisorMode {
+    /// When a validator turns unhealthy (once per distinct set of symptoms).
+    #[default]
+    OnIssue,
+    /// Only when a validator is escalated.
+    OnEscalation,
+    /// After every probe (within budget).
+    EveryProbe,
+}
+
+/// Hard spending limits of the advisor, per policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvisorBudget {
+    /// Most calls per hour.
+    #[serde(default = "ten")]
+    pub calls_per_hour: u32,
+    /// Most tokens (input + output) per day.
+    #[serde(default = "tokens_per_day")]
+    pub tokens_per_day: u64,
+    /// Most spend per day, in US dollars, e.g. `2.50`.
+    #[serde(default = "cost_per_day")]
+    #[schemars(regex(pattern = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"))]
+    pub cost_per_day: String,
+    /// Price of one million input tokens, in US dollars.
+    #[serde(default = "zero_price")]
+    #[schemars(regex(pattern = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"))]
+    pub input_price_per_million: String,
+    /// Price of one million output tokens, in US dollars.
+    #[serde(default = "zero_price")]
+    #[schemars(regex(pattern = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"))]
+    pub output_price_per_million: String,
+    /// Most output tokens asked for in one call.
+    #[serde(default = "max_tokens")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub max_tokens_per_call: u32,
+}
+
+impl Default for AdvisorBudget {
+    fn default() -> Self {
+        AdvisorBudget {
+            calls_per_hour: ten(),
+            tokens_per_day: tokens_per_day(),
+            cost_per_day: cost_per_day(),
+            input_price_per_million: zero_price(),
+            output_price_per_million: zero_price(),
+            max_tokens_per_call: max_tokens(),
+        }
+    }
+}
+
+/// Where notifications go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.channels.all(c, self.channels.exists_one(d, d.name == c.name))",
+        "message": "alert channel names must be unique"
+    },
+    {
+        "rule": "self.rules.all(r, r.channels.all(n, self.channels.exists(c, c.name == n)))",
+        "message": "every channel named by an alert rule must be defined in alerts.channels"
+    }
+]))]
+pub struct AlertsSpec {
+    /// Notification channels.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    pub channels: Vec<AlertChannel>,
+    /// Which events go to which channels.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub rules: Vec<AlertRule>,
+    /// Also notify when a problem ends.
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+}
+
+impl Default for AlertsSpec {
+    fn default() -> Self {
+        AlertsSpec { channels: Vec::new(), rules: Vec::new(), send_resolved: yes() }
+    }
+}
+
+/// One notification channel: exactly one of `alertmanager`, `slack`, `webhook`, `email`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.alertmanager), has(self.slack), has(self.webhook), has(self.email)].filter(x, x).size() == 1",
+    "message": "an alert channel must set exactly one of alertmanager, slack, webhook or email"
+}]))]
+pub struct AlertChannel {
+    /// Name used by alert rules.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Alertmanager (API v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<AlertmanagerChannel>,
+    /// Slack incoming webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SlackChannel>,
+    /// Generic JSON webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookChannel>,
+    /// SMTP email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailChannel>,
+}
+
+/// Alertmanager API v2.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertmanagerChannel {
+    /// Base URL of Alertmanager, e.g. `http://alertmanager:9093`.
+    pub url: HttpUrl,
+}
+
+/// Slack incoming webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlackChannel {
+    /// Secret key holding the webhook URL (it is a credential).
+    pub webhook_url_secret_ref: SecretKeyRef,
+}
+
+/// Generic JSON webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookChannel {
+    /// URL that receives the JSON notification.
+    pub url: HttpUrl,
+    /// Secret key whose value signs the body (HMAC-SHA256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret_ref: Option<SecretKeyRef>,
+}
+
+/// SMTP email.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailChannel {
+    /// SMTP server host.
+    #[schemars(length(min = 1, max = 253))]
+    pub smtp_host: String,
+    /// SMTP server port.
+    #[serde(default = "smtp_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub smtp_port: u16,
+    /// Sender address.
+    #[schemars(length(min = 3, max = 254))]
+    pub from: String,
+    /// Recipient addresses.
+    #[schemars(length(min = 1, max = 32))]
+    pub to: Vec<String>,
+    /// Secret with `username` and `password` keys for SMTP auth (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub credentials_secret: Option<String>,
+    /// Transport security: `starttls`, `tls` or `none`.
+    #[serde(default)]
+    pub security: SmtpSecurity,
+}
+
+/// SMTP transport security.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SmtpSecurity {
+    /// Upgrade with STARTTLS.
+    #[default]
+    Starttls,
+    /// Implicit TLS.
+    Tls,
+    /// Plain text (only for servers on a trusted network).
+    None,
+}
+
+/// Which events go to which channels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertRule {
+    /// Event reasons this rule matches (e.g. `NotReady`, `Escalated`, `StormActive`,
+    /// `PipelineFailed`); empty matches every event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub events: Vec<String>,
+    /// Lowest severity sent: `info`, `warning` or `critical`.
+    #[serde(default)]
+    pub min_severity: Severity,
+    /// Channel names.
+    #[schemars(length(min = 1, max = 16))]
+    pub channels: Vec<String>,
+    /// While a problem lasts, repeat the notification this often.
+    #[serde(default = "d4h")]
+    pub repeat_interval: Dur,
+}
+
+/// Severity of an alert event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Severity {
+    /// For the record.
+    Info,
+    /// Needs attention soon.
+    #[default]
+    Warning,
+    /// Needs attention now.
+    Critical,
+}
+
+/// What Vigil observed of the fleet under this policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitorPolicyStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (the policy is valid), `StormActive`, `BudgetExhausted`.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Validators that reference this policy.
+    #[serde(default)]
+    pub validators: u32,
+    /// Of those, how many are Ready.
+    #[serde(default)]
+    pub healthy: u32,
+    /// Of those, how many are not Ready.
+    #[serde(default)]
+    pub unhealthy: u32,
+    /// Advisor spending, for the hard budgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisor_spend: Option<AdvisorSpend>,
+    /// The current or most recent fleet-wide incident (e.g. a chain halt): not a node fault,
+    /// so it never triggers restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_incident: Option<FleetIncident>,
+    /// Alerts sent for policy-level events (storm, fleet incident, budget).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<super::AlertRecord>,
+}
+
+/// Advisor spending in the current hour and day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvisorSpend {
+    /// Start of the hour the call count covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour_start: Option<Time>,
+    /// Calls made this hour.
+    #[serde(default)]
+    pub calls_this_hour: u32,
+    /// Start of the day the token and cost totals cover (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day_start: Option<Time>,
+    /// Tokens spent today.
+    #[serde(default)]
+    pub tokens_today: u64,
+    /// Dollars spent today, as a decimal string.
+    #[serde(default)]
+    pub cost_today: String,
+}
+
+/// A problem of the whole fleet of one chain rather than of one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetIncident {
+    /// The chain concerned.
+    pub chain: String,
+    /// `ChainHalted` (no new blocks anywhere) or `FinalityStalled`.
+    pub kind: String,
+    /// When it was first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// When it ended; unset while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Time>,
+    /// Validators affected.
+    #[serde(default)]
+    pub affected: u32,
+    /// Validators of that chain under this policy.
+    #[serde(default)]
+    pub total: u32,
+    /// What was seen, for people.
+    #[serde(default)]
+    pub message: String,
+}
+
+fn d30s() -> Dur {
+    Dur::new("30s")
+}
+fn d5s() -> Dur {
+    Dur::new("5s")
+}
+fn d60s() -> Dur {
+    Dur::new("60s")
+}
+fn d3m() -> Dur {
+    Dur::new("3m")
+}
+fn d10m() -> Dur {
+    Dur::new("10m")
+}
+fn d30m() -> Dur {
+    Dur::new("30m")
+}
+fn d1h() -> Dur {
+    Dur::new("1h")
+}
+fn d4h() -> Dur {
+    Dur::new("4h")
+}
+fn one() -> u32 {
+    1
+}
+fn three() -> u32 {
+    3
+}
+fn five() -> u32 {
+    5
+}
+fn ten() -> u32 {
+    10
+}
+fn fifty() -> u64 {
+    50
+}
+fn hundred() -> u64 {
+    100
+}
+fn one_mib() -> u64 {
+    1 << 20
+}
+fn yes() -> bool {
+    true
+}
+fn fifty_percent() -> String {
+    "50%".into()
+}
+fn seventy_percent() -> f64 {
+    0.7
+}
+fn tokens_per_day() -> u64 {
+    200_000
+}
+fn cost_per_day() -> String {
+    "5".into()
+}
+fn zero_price() -> String {
+    "0".into()
+}
+fn max_tokens() -> u32 {
+    1024
+}
+fn smtp_port() -> u16 {
+    587
+}

@@ -1,0 +1,430 @@
+//! `MonitoredValidator`: one node to watch, and how to act on it.
+
+use super::{Condition, Dur, HttpUrl, PolicyRef, SecretKeyRef};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One blockchain node (or plain service) that Vigil probes, judges and, if allowed, heals.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "vigil.dev",
+    version = "v1alpha1",
+    kind = "MonitoredValidator",
+    plural = "monitoredvalidators",
+    shortname = "mv",
+    category = "vigil",
+    namespaced,
+    status = "MonitoredValidatorStatus",
+    printcolumn(name = "Chain", type_ = "string", json_path = ".spec.chain"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Best", type_ = "integer", json_path = ".status.facts.bestBlock"),
+    printcolumn(name = "Peers", type_ = "integer", json_path = ".status.facts.peers"),
+    printcolumn(name = "Restarts", type_ = "integer", json_path = ".status.remediation.totalActions"),
+    printcolumn(name = "Advice", type_ = "string", json_path = ".status.advice.action", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.spec.chain != 'tcp' || has(self.spec.endpoints.tcp)").message("chain 'tcp' needs spec.endpoints.tcp (host:port)"),
+    validation = Rule::new("!(self.spec.chain in ['substrate', 'ethereum', 'cosmos']) || has(self.spec.endpoints.rpc)").message("chains substrate, ethereum and cosmos need spec.endpoints.rpc"),
+    validation = Rule::new("self.spec.chain != 'http' || has(self.spec.endpoints.health) || has(self.spec.endpoints.rpc)").message("chain 'http' needs spec.endpoints.health (or rpc)")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoredValidatorSpec {
+    /// How to probe the node: `substrate` (JSON-RPC + Prometheus), `ethereum` (JSON-RPC),
+    /// `cosmos` (CometBFT RPC), `http` (status code, optional JSON expectations) or `tcp` (connect).
+    pub chain: Chain,
+    /// Where the node answers.
+    pub endpoints: Endpoints,
+    /// What an `http` probe expects of the response (ignored for other chains).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpExpectations>,
+    /// Prefix of the node's Prometheus metric names when a fork renames them
+    /// (e.g. `polkadot` for `polkadot_block_height`). Empty: the standard names, matched by suffix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub metrics_prefix: Option<String>,
+    /// How to act on the node when it must be restarted. Without a target Vigil only watches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// The MonitorPolicy (same namespace) that says how this node is judged and handled.
+    pub policy_ref: PolicyRef,
+    /// Stop acting on this node (restarts, webhooks, advice); it is still probed and reported.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// How a node is probed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Chain {
+    /// Substrate / Polkadot SDK node: JSON-RPC (`system_health`, `system_syncState`, ...) and metrics.
+    Substrate,
+    /// Ethereum execution client: `eth_blockNumber`, `eth_syncing`, `net_peerCount`.
+    Ethereum,
+    /// Cosmos / CometBFT node: `/status` and `/net_info`.
+    Cosmos,
+    /// Any HTTP service: status code and latency, optional JSON field expectations.
+    Http,
+    /// Any TCP service: the port accepts a connection.
+    Tcp,
+}
+
+impl Chain {
+    /// The lowercase name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Chain::Substrate => "substrate",
+            Chain::Ethereum => "ethereum",
+            Chain::Cosmos => "cosmos",
+            Chain::Http => "http",
+            Chain::Tcp => "tcp",
+        }
+    }
+}
+
+/// Where a node answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// JSON-RPC URL (Substrate `:9944`, Ethereum `:8545`) or CometBFT RPC URL (`:26657`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<HttpUrl>,
+    /// Prometheus text endpoint (Substrate `:9615/metrics`, CometBFT `:26660/metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<HttpUrl>,
+    /// Plain HTTP health URL (e.g. Substrate `/health/readiness`); 2xx means healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HttpUrl>,
+    /// `host:port` for the `tcp` chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 261), regex(pattern = r"^[^\s:/]+:[0-9]{1,5}$|^\[[0-9a-fA-F:.]+\]:[0-9]{1,5}$"))]
+    pub tcp: Option<String>,
+}
+
+/// What an `http` probe expects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpExpectations {
+    /// Status codes that count as healthy; empty means any 2xx.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub expected_status: Vec<u16>,
+    /// JSON fields the body must contain, each a dotted path with the expected value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub json_fields: Vec<JsonFieldExpectation>,
+}
+
+/// One JSON field expectation of an `http` probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonFieldExpectation {
+    /// Dotted path into the JSON body, e.g. `result.sync_info.catching_up`.
+    #[schemars(length(min = 1, max = 256))]
+    pub path: String,
+    /// The value the field must equal, written as JSON (`false`, `"ok"`, `3`).
+    #[schemars(length(max = 1024))]
+    pub equals: String,
+}
+
+/// How to act on a node: exactly one of `workload`, `ssh` or `webhook`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.workload), has(self.ssh), has(self.webhook)].filter(x, x).size() == 1",
+    "message": "target must set exactly one of workload, ssh or webhook"
+}]))]
+pub struct Target {
+    /// A Pod, StatefulSet, Deployment or DaemonSet in the validator's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadTarget>,
+    /// A remote machine reached over SSH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshTarget>,
+    /// An HTTP endpoint that performs the restart (a cloud API, a runbook runner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookTarget>,
+}
+
+/// A workload in the cluster, by name or by pod selector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.name) != has(self.selector)",
+    "message": "workload target needs exactly one of name or selector"
+}]))]
+pub struct WorkloadTarget {
+    /// Kind of the workload: `Pod`, `StatefulSet`, `Deployment` or `DaemonSet`.
+    pub kind: WorkloadKind,
+    /// Name of the workload (same namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: Option<String>,
+    /// Selects the node's pod(s) by label instead of by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// Kinds of workload a validator can run as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum WorkloadKind {
+    /// A bare Pod.
+    Pod,
+    /// An apps/v1 StatefulSet.
+    StatefulSet,
+    /// An apps/v1 Deployment.
+    Deployment,
+    /// An apps/v1 DaemonSet.
+    DaemonSet,
+}
+
+/// A remote machine reached over SSH. The host key is pinned: no trust on first use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.hostKey.matches('^(ssh-ed25519|ssh-rsa|rsa-sha2-256|rsa-sha2-512|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,3}( .*)?$')",
+    "message": "ssh target needs hostKey: the server's pinned public host key, e.g. 'ssh-ed25519 AAAAC3Nz...' (from ssh-keyscan); trust on first use is not supported"
+}]))]
+pub struct SshTarget {
+    /// Host name or IP address of the machine.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// SSH port.
+    #[serde(default = "default_ssh_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Login user.
+    #[schemars(length(min = 1, max = 64))]
+    pub user: String,
+    /// Secret key holding the OpenSSH private key used to log in.
+    pub private_key_secret_ref: SecretKeyRef,
+    /// The server's public host key as one `known_hosts`-style line without the host name,
+    /// e.g. `ssh-ed25519 AAAAC3Nz...`. A different key makes Vigil refuse to connect.
+    #[serde(default)]
+    #[schemars(length(max = 16384))]
+    pub host_key: String,
+    /// How long to wait for the connection and handshake.
+    #[serde(default = "default_ssh_connect_timeout")]
+    pub connect_timeout: Dur,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+fn default_ssh_connect_timeout() -> Dur {
+    Dur::new("10s")
+}
+
+/// An HTTP endpoint that performs the restart when POSTed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookTarget {
+    /// URL that receives a JSON POST describing the target and the reason.
+    pub url: HttpUrl,
+    /// Secret key whose value signs the body (HMAC-SHA256, header `X-Vigil-Signature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret_ref: Option<SecretKeyRef>,
+    /// How long to wait for the answer; a 2xx answer in time means done.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_webhook_timeout() -> Dur {
+    Dur::new("10s")
+}
+
+/// What Vigil observed of the node, and what it did about it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoredValidatorStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (summary), `Reachable`, `Synced`, `BlockProduction`, `Finalizing`,
+    /// `PeersHealthy`, `Remediating`, `Escalated`.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Chain facts from the last successful probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<ChainFacts>,
+    /// The last probe: when, how long, and what went wrong if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<ProbeRecord>,
+    /// Probes in a row that judged the node unhealthy or could not reach it.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// Probes in a row that judged the node healthy.
+    #[serde(default)]
+    pub consecutive_successes: u32,
+    /// Remediation bookkeeping; it lives here so that a restart or a new leader never acts twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<RemediationStatus>,
+    /// The last diagnosis from the advisor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<AdviceRecord>,
+    /// Alerts sent for this node and whether they are still firing (for repeat and resolve).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertRecord>,
+}
+
+/// Chain facts read from the node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainFacts {
+    /// Best (head) block height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_block: Option<u64>,
+    /// Finalized block height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finalized_block: Option<u64>,
+    /// Highest block the node knows of on the network (sync target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_block: Option<u64>,
+    /// Connected peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<u32>,
+    /// Whether the node reports that it is syncing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syncing: Option<bool>,
+    /// Node software version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Chain or network name reported by the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// When the best block last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_best_block_change: Option<Time>,
+}
+
+/// One probe's outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeRecord {
+    /// When the probe ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// How long the probe took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Why the probe failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Remediation bookkeeping of one validator.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationStatus {
+    /// Attempts made in the current window.
+    #[serde(default)]
+    pub attempts_in_window: u32,
+    /// When the current attempt window started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<Time>,
+    /// Remediations performed over the object's lifetime.
+    #[serde(default)]
+    pub total_actions: u32,
+    /// The last action taken (`evictPod`, `rolloutRestart`, `ssh:<command>`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<String>,
+    /// When the last action was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action_time: Option<Time>,
+    /// No new attempt before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_until: Option<Time>,
+    /// An action that was decided and recorded but whose result is not yet known. Its token
+    /// makes the action idempotent across crashes and leader changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<RemediationRecord>,
+    /// The last `vigil.dev/restart` annotation token that was honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart_token: Option<String>,
+    /// The last `vigil.dev/ack` annotation token that was honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ack_token: Option<String>,
+    /// The most recent actions, newest last (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub history: Vec<RemediationRecord>,
+}
+
+/// One remediation action.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationRecord {
+    /// Unique token of this action (also sent to webhooks and set on restarted templates).
+    pub token: String,
+    /// The action (`evictPod`, `deletePod`, `rolloutRestart`, `ssh:<command>`, `webhook`).
+    pub action: String,
+    /// When it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// `Succeeded`, `Failed`, `Blocked`, `DryRun` or `InFlight`.
+    #[serde(default)]
+    pub result: String,
+    /// What happened, for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Who asked: `policy` or `manual`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trigger: String,
+}
+
+/// The last diagnosis from the advisor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdviceRecord {
+    /// When the advice was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// Fingerprint of the symptoms the advice answered (same symptoms, no new call).
+    #[serde(default)]
+    pub fingerprint: String,
+    /// `rules`, `anthropic` or `openai`.
+    #[serde(default)]
+    pub provider: String,
+    /// Model that answered.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// Recommended action.
+    #[serde(default)]
+    pub action: String,
+    /// Confidence between 0 and 1.
+    #[serde(default)]
+    pub confidence: f64,
+    /// One-paragraph diagnosis.
+    #[serde(default)]
+    pub summary: String,
+    /// Input tokens spent.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Output tokens spent.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Whether the node recovered afterwards: `Pending`, `Recovered` or `NotRecovered`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub outcome: String,
+}
+
+/// State of one alert for this object, so that repeats and resolves survive restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertRecord {
+    /// What the alert is about (e.g. the condition type).
+    pub key: String,
+    /// `info`, `warning` or `critical`.
+    #[serde(default)]
+    pub severity: String,
+    /// When the problem started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firing_since: Option<Time>,
+    /// When a notification was last sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sent: Option<Time>,
+    /// Whether the resolve notification was sent.
+    #[serde(default)]
+    pub resolved: bool,
+}

@@ -1,0 +1,135 @@
+//! The PipelineRun controller. In this version it validates the run (step graph, Job
+//! templates, policy) and publishes a first honest `Succeeded` condition.
+
+use super::{Ctx, Error, event_for_change, report_invalid};
+use crate::api::{PipelineRun, PipelineRunStatus, StepStatus};
+use crate::conditions::{self, Desired};
+use crate::controller::validator::{PolicyState, policy_state};
+use crate::pipeline::dag;
+use k8s_openapi::api::batch::v1::JobSpec;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The kind name used in metrics and logs.
+pub const KIND: &str = "PipelineRun";
+
+/// Problems with a run's spec that the schema cannot catch, each a sentence for people.
+pub fn validate(run: &PipelineRun) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = dag::check(&run.spec.steps) {
+        problems.push(e.to_string());
+    }
+    for step in &run.spec.steps {
+        if let Err(e) = serde_json::from_value::<JobSpec>(serde_json::Value::Object(step.template.0.clone())) {
+            problems.push(format!("step {:?}: template is not a valid JobSpec: {e}", step.name));
+        }
+    }
+    problems
+}
+
+/// The `Succeeded` condition of a run that has not started.
+pub fn initial_succeeded(problems: &[String], policy: Option<(&str, &PolicyState)>) -> Desired<'static> {
+    if !problems.is_empty() {
+        return Desired { type_: "Succeeded", status: "False", reason: "InvalidSpec", message: problems.join("; ") };
+    }
+    match policy {
+        Some((name, PolicyState::Missing)) => Desired {
+            type_: "Succeeded",
+            status: "Unknown",
+            reason: "PolicyNotFound",
+            message: format!("Waiting for MonitorPolicy {name:?} (spec.policyRef) before starting"),
+        },
+        Some((name, PolicyState::Invalid(why))) => Desired {
+            type_: "Succeeded",
+            status: "Unknown",
+            reason: "PolicyInvalid",
+            message: format!("Waiting for MonitorPolicy {name:?} to become valid: {why}"),
+        },
+        _ => Desired {
+            type_: "Succeeded",
+            status: "Unknown",
+            reason: "Pending",
+            message: "Run accepted; no step has started yet".into(),
+        },
+    }
+}
+
+/// Reconciles one run.
+pub async fn reconcile(obj: Arc<DeserializeGuard<PipelineRun>>, ctx: Ctx) -> Result<Action, Error> {
+    let run = match &obj.0 {
+        Ok(r) => r,
+        Err(invalid) => {
+            report_invalid::<PipelineRun>(&ctx, invalid).await;
+            return Ok(Action::await_change());
+        }
+    };
+    let started = Instant::now();
+    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
+    let result = reconcile_valid(run, &ctx).await;
+    ctx.metrics.reconcile_duration.with_label_values(&[KIND]).observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> {
+    let namespace = run.namespace().unwrap_or_default();
+    let problems = validate(run);
+    let policy = match &run.spec.policy_ref {
+        Some(r) => Some((r.name.as_str(), policy_state(ctx, &namespace, &r.name).await?)),
+        None => None,
+    };
+    let want = initial_succeeded(&problems, policy.as_ref().map(|(n, s)| (*n, s)));
+
+    let mut status: PipelineRunStatus = run.status.clone().unwrap_or_default();
+    status.observed_generation = run.meta().generation;
+    if status.steps.is_empty() {
+        status.steps = run
+            .spec
+            .steps
+            .iter()
+            .map(|s| StepStatus { name: s.name.clone(), phase: "Pending".into(), ..Default::default() })
+            .collect();
+    }
+    let done = status.steps.iter().filter(|s| s.phase == "Succeeded").count();
+    status.progress = Some(format!("{done}/{}", run.spec.steps.len()));
+    let (st, reason) = (want.status, want.reason);
+    let message = want.message.clone();
+    let change = conditions::set(&mut status.conditions, want, run.meta().generation, &conditions::now());
+    ctx.write_status(run, run.status.as_ref(), &status).await?;
+    event_for_change(ctx, &run.object_ref(&()), &change, st, reason, &message).await;
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_win_over_everything() {
+        let d = initial_succeeded(&["cycle".into()], Some(("p", &PolicyState::Missing)));
+        assert_eq!((d.status, d.reason), ("False", "InvalidSpec"));
+    }
+
+    #[test]
+    fn a_missing_policy_holds_the_run() {
+        let d = initial_succeeded(&[], Some(("alerts", &PolicyState::Missing)));
+        assert_eq!((d.status, d.reason), ("Unknown", "PolicyNotFound"));
+        let d = initial_succeeded(&[], None);
+        assert_eq!((d.status, d.reason), ("Unknown", "Pending"));
+    }
+
+    #[test]
+    fn bad_job_templates_are_named() {
+        let run: PipelineRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "vigil.dev/v1alpha1", "kind": "PipelineRun",
+            "metadata": {"name": "r"},
+            "spec": {"steps": [{"name": "build", "template": {"template": {}, "parallelism": "lots"}}]}
+        }))
+        .unwrap();
+        let problems = validate(&run);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("step \"build\": template is not a valid JobSpec"), "{problems:?}");
+    }
+}

@@ -1,0 +1,13 @@
+//! Vigil: a Kubernetes operator that watches blockchain validators and pipeline runs.
+
+pub mod api;
+pub mod conditions;
+pub mod controller;
+pub mod crd;
+pub mod duration;
+pub mod leader;
+pub mod metrics;
+pub mod operator;
+pub mod pipeline;
+pub mod server;
+pub mod telemetry;

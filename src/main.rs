@@ -1,0 +1,142 @@
+//! The `vigil` binary: `run` (the operator), `crd` (print the CRDs) and `version`.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use vigil::leader::LeaseConfig;
+use vigil::operator::{self, Settings, Shutdown};
+use vigil::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Keeps watch over blockchain validators and pipeline runs on Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator.
+    Run(RunArgs),
+    /// Print every CustomResourceDefinition as YAML (pipe to `kubectl apply --server-side -f -`).
+    Crd {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<std::path::PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "VIGIL_NAMESPACE")]
+    namespace: Option<String>,
+    /// Only handle objects matching this label selector (to shard work across deployments).
+    #[arg(long, env = "VIGIL_SELECTOR")]
+    selector: Option<String>,
+    /// Address of the metrics and health server.
+    #[arg(long, env = "VIGIL_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, env = "VIGIL_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// Name of the leader-election Lease (use one per shard).
+    #[arg(long, env = "VIGIL_LEASE_NAME", default_value = "vigil-leader")]
+    lease_name: String,
+    /// Namespace of the leader-election Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Seconds a lease stays valid without renewal; a standby takes over after this.
+    #[arg(long, env = "VIGIL_LEASE_DURATION", default_value_t = 15)]
+    lease_duration: u64,
+    /// Identity in the lease (default: the pod name, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Most reconciles running at once, per kind.
+    #[arg(long, env = "VIGIL_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+}
+
+fn main() -> ExitCode {
+    // One crypto provider for every TLS client in the process (kube and reqwest both use rustls).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd { out_dir } => match crd(out_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Version => {
+            println!("vigil {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => run(args),
+    }
+}
+
+fn crd(out_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    match out_dir {
+        None => print!("{}", vigil::crd::all_yaml()?),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for (file, crd) in vigil::crd::all() {
+                std::fs::write(dir.join(file), vigil::crd::to_yaml(&crd)?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    telemetry::init(args.log_format);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build a Kubernetes client (KUBECONFIG or in-cluster config)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let identity = args.identity.unwrap_or_else(default_identity);
+        let settings = Settings {
+            namespace: args.namespace,
+            selector: args.selector,
+            listen: args.listen,
+            lease: LeaseConfig {
+                name: args.lease_name,
+                namespace: args.lease_namespace,
+                identity,
+                duration_secs: args.lease_duration.max(2),
+                grace_secs: (args.lease_duration / 3).max(1),
+            },
+            concurrency: args.concurrency,
+        };
+        match operator::run(client, settings, Shutdown::on_signals()).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "operator stopped");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    format!("{}-{}", if host.is_empty() { "vigil" } else { &host }, std::process::id())
+}

@@ -1,0 +1,298 @@
+//! `vigil run`: the operator process. It serves health and metrics at once, waits for the
+//! CRDs, competes for the leader lease, and only while leading runs the controllers.
+
+use crate::api::{MonitorPolicy, MonitoredValidator, PipelineRun};
+use crate::controller::{self, Context, Ctx};
+use crate::leader::{Election, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::server::{self, Readiness};
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, CustomResourceExt, ResourceExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Settings of `vigil run`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace; `None` watches all.
+    pub namespace: Option<String>,
+    /// Label selector restricting the objects this process owns (sharding).
+    pub selector: Option<String>,
+    /// Address of the HTTP server.
+    pub listen: SocketAddr,
+    /// Leader lease.
+    pub lease: LeaseConfig,
+    /// Most reconciles running at once, per controller.
+    pub concurrency: u16,
+}
+
+/// Why the operator stopped other than by a signal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Could not reach or use the API server.
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    /// Leader election failed.
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    /// The HTTP server failed.
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+    /// Another replica took the lease while this one was leading.
+    #[error("lost the leader lease; exiting so that only the new leader acts")]
+    LostLeadership,
+}
+
+/// A shutdown signal that can be awaited from many places.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Fires on SIGTERM or SIGINT.
+    pub fn on_signals() -> Self {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+            }
+            let _ = tx.send(true);
+            // Keep the sender alive so that receivers see `true`, not a closed channel.
+            std::future::pending::<()>().await;
+        });
+        Shutdown(rx)
+    }
+
+    /// Resolves once shutdown was requested.
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|v| *v).await;
+    }
+
+    /// Whether shutdown was requested.
+    pub fn requested(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// Runs the operator until a signal (Ok) or a fatal error.
+pub async fn run(client: Client, settings: Settings, shutdown: Shutdown) -> Result<(), RunError> {
+    let metrics = Metrics::new();
+    let readiness = Arc::new(Readiness::default());
+    let (addr, serve) =
+        server::bind(settings.listen, metrics.clone(), readiness.clone(), shutdown.clone().wait()).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    let server = tokio::spawn(serve);
+
+    let outcome = async {
+        if !wait_for_crds(&client, &shutdown).await? {
+            return Ok(());
+        }
+        readiness.crds_established.store(true, Ordering::Relaxed);
+
+        let mut election = Election::start(client.clone(), &settings.lease).await?;
+        tracing::info!(identity = %settings.lease.identity, lease = %settings.lease.name, "waiting for leadership");
+        let became_leader = tokio::select! {
+            r = election.is_leader.wait_for(|l| *l) => r.is_ok(),
+            _ = shutdown.clone().wait() => false,
+        };
+        if !became_leader {
+            election.release().await;
+            return Ok(());
+        }
+        tracing::info!(identity = %settings.lease.identity, "acquired leadership; starting controllers");
+        readiness.leader.store(true, Ordering::Relaxed);
+        metrics.leader.set(1);
+
+        let mut lost = election.is_leader.clone();
+        let lost_leadership = async move {
+            let _ = lost.wait_for(|l| !*l).await;
+        }
+        .shared();
+        let stop = {
+            let lost = lost_leadership.clone();
+            let sd = shutdown.clone();
+            async move {
+                tokio::select! { _ = lost => {}, _ = sd.wait() => {} }
+            }
+            .boxed()
+            .shared()
+        };
+        run_controllers(client.clone(), &settings, metrics.clone(), readiness.clone(), stop).await;
+        readiness.leader.store(false, Ordering::Relaxed);
+        metrics.leader.set(0);
+        let lost_it = !shutdown.requested() && lost_leadership.now_or_never().is_some();
+        election.release().await;
+        if lost_it { Err(RunError::LostLeadership) } else { Ok(()) }
+    }
+    .await;
+
+    // The server stops with the shutdown signal; on an error, stop it here.
+    if outcome.is_err() {
+        server.abort();
+    } else {
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    }
+    outcome
+}
+
+/// Waits until every Vigil CRD is Established. Returns false if shutdown came first.
+async fn wait_for_crds(client: &Client, shutdown: &Shutdown) -> Result<bool, RunError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let names = [MonitoredValidator::crd_name(), MonitorPolicy::crd_name(), PipelineRun::crd_name()];
+    let mut logged = false;
+    loop {
+        let mut missing = Vec::new();
+        for name in names {
+            let established = api.get_opt(name).await?.is_some_and(|crd| {
+                crd.status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if !established {
+                missing.push(name);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        if !logged {
+            tracing::warn!(?missing, "waiting for CRDs to be installed and established (vigil crd | kubectl apply -f -)");
+            logged = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.clone().wait() => return Ok(false),
+        }
+    }
+}
+
+fn api_for<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run_controllers(
+    client: Client,
+    settings: &Settings,
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+    stop: futures::future::Shared<BoxFuture<'static, ()>>,
+) {
+    let mut wc = watcher::Config::default().any_semantic();
+    if let Some(sel) = &settings.selector {
+        wc = wc.labels(sel);
+    }
+    let cfg = ControllerConfig::default().concurrency(settings.concurrency);
+
+    let validators_api: Api<DeserializeGuard<MonitoredValidator>> = api_for(&client, &settings.namespace);
+    let policies_api: Api<DeserializeGuard<MonitorPolicy>> = api_for(&client, &settings.namespace);
+    let runs_api: Api<DeserializeGuard<PipelineRun>> = api_for(&client, &settings.namespace);
+
+    let validator_ctl = Controller::new(validators_api.clone(), wc.clone()).with_config(cfg.clone());
+    let policy_ctl = Controller::new(policies_api.clone(), wc.clone()).with_config(cfg.clone());
+    let run_ctl = Controller::new(runs_api, wc.clone()).with_config(cfg);
+    let validators = validator_ctl.store();
+    let policies = policy_ctl.store();
+    let runs = run_ctl.store();
+
+    let reporter = Reporter { controller: "vigil".into(), instance: Some(settings.lease.identity.clone()) };
+    let ctx: Ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        policies: policies.clone(),
+        validators: validators.clone(),
+    });
+
+    // A policy appearing or changing re-reconciles the validators and runs that point at it.
+    let v_store = validators.clone();
+    let validator_ctl = validator_ctl.watches(policies_api.clone(), wc.clone(), move |p| {
+        referrers(&v_store, &p, |v: &MonitoredValidator| Some(v.spec.policy_ref.name.as_str()))
+    });
+    let r_store = runs.clone();
+    let run_ctl = run_ctl.watches(policies_api, wc.clone(), move |p| {
+        referrers(&r_store, &p, |r: &PipelineRun| r.spec.policy_ref.as_ref().map(|x| x.name.as_str()))
+    });
+    // A validator changing re-counts its policy.
+    let policy_ctl = policy_ctl.watches(validators_api, wc, |v| {
+        v.0.as_ref().ok().and_then(|v| {
+            v.namespace().map(|ns| ObjectRef::new(&v.spec.policy_ref.name).within(&ns))
+        })
+    });
+
+    {
+        let readiness = readiness.clone();
+        let (v, p, r) = (validators.clone(), policies.clone(), runs.clone());
+        tokio::spawn(async move {
+            if v.wait_until_ready().await.is_ok() && p.wait_until_ready().await.is_ok() && r.wait_until_ready().await.is_ok() {
+                readiness.caches_synced.store(true, Ordering::Relaxed);
+                tracing::info!("caches synced");
+            }
+        });
+    }
+
+    let v = validator_ctl
+        .graceful_shutdown_on(stop.clone())
+        .run(controller::validator::reconcile, error_policy, ctx.clone())
+        .for_each(log_result);
+    let p = policy_ctl
+        .graceful_shutdown_on(stop.clone())
+        .run(controller::policy::reconcile, error_policy, ctx.clone())
+        .for_each(log_result);
+    let r = run_ctl
+        .graceful_shutdown_on(stop)
+        .run(controller::pipeline::reconcile, error_policy, ctx.clone())
+        .for_each(log_result);
+    futures::join!(v, p, r);
+    tracing::info!("controllers stopped");
+}
+
+/// Objects in `store` (same namespace) whose policy reference names policy `p`.
+fn referrers<K>(
+    store: &Store<DeserializeGuard<K>>,
+    p: &DeserializeGuard<MonitorPolicy>,
+    policy_of: impl Fn(&K) -> Option<&str>,
+) -> Vec<ObjectRef<DeserializeGuard<K>>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let ns = p.namespace();
+    let name = p.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|g| g.namespace() == ns)
+        .filter(|g| g.0.as_ref().ok().and_then(&policy_of) == Some(name.as_str()))
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
+}
+
+fn error_policy<K>(_obj: Arc<K>, err: &controller::Error, ctx: Ctx) -> Action {
+    ctx.metrics.reconcile_errors.with_label_values(&[std::any::type_name::<K>(), err.metric_label()]).inc();
+    Action::requeue(controller::error_policy_backoff(err))
+}
+
+async fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(r: Result<T, E>) {
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "reconcile failed");
+    }
+}

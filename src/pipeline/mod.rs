@@ -1,0 +1,3 @@
+//! Pipeline runs: pure DAG logic over the steps of a `PipelineRun`.
+
+pub mod dag;
