@@ -72,8 +72,12 @@ import (
 GO
   go mod tidy -e >&2 || true
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION -X k8s.io/component-base/version.gitTreeState=clean"
-  with_heartbeat "Kubernetes" go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$BIN/" \
+  # Build next to the cache and move into place, so that an interrupted build never leaves
+  # a truncated binary that looks cached.
+  rm -rf "$dir/out"; mkdir -p "$dir/out"
+  with_heartbeat "Kubernetes" go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$dir/out/" \
     $c/kube-apiserver $c/kube-controller-manager $c/kube-scheduler $c/kubectl >&2
+  mv "$dir/out/"* "$BIN/"
 }
 
 build_etcd() {
@@ -90,18 +94,21 @@ import _ "go.etcd.io/etcd/server/v3"
 GO
   go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >&2
   go mod tidy -e >&2 || true
-  with_heartbeat "etcd" go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3 >&2
+  with_heartbeat "etcd" go build -trimpath -ldflags "-s -w" -o "$dir/etcd" go.etcd.io/etcd/server/v3 >&2
+  mv "$dir/etcd" "$BIN/etcd"
 }
 
 if need kube-apiserver kube-controller-manager kube-scheduler kubectl; then build_kube; fi
 if need etcd; then build_etcd; fi
 if need kwok; then
   log "building kwok v$KWOK_VERSION"
-  GOBIN=$BIN with_heartbeat kwok go install "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION" >&2
+  GOBIN=$WORK/gobin with_heartbeat kwok go install "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION" >&2
+  mv "$WORK/gobin/kwok" "$BIN/kwok"
 fi
 if need helm; then
   log "building helm v$HELM_VERSION"
-  GOBIN=$BIN with_heartbeat helm go install "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" >&2
+  GOBIN=$WORK/gobin with_heartbeat helm go install "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" >&2
+  mv "$WORK/gobin/helm" "$BIN/helm"
 fi
 log "binaries ready in $BIN"
 echo "$BIN"

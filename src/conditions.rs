@@ -32,13 +32,23 @@ pub enum Change {
 }
 
 /// Sets one condition in `conditions`, keeping `lastTransitionTime` unless the status changed.
-pub fn set(conditions: &mut Vec<Condition>, want: Desired<'_>, generation: Option<i64>, now: &Time) -> Change {
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    want: Desired<'_>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Change {
     match conditions.iter_mut().find(|c| c.type_ == want.type_) {
         Some(c) => {
             let transition = c.status != want.status;
             let change = if transition {
-                Change::Transitioned { from: Some(c.status.clone()) }
-            } else if c.reason != want.reason || c.message != want.message || c.observed_generation != generation {
+                Change::Transitioned {
+                    from: Some(c.status.clone()),
+                }
+            } else if c.reason != want.reason
+                || c.message != want.message
+                || c.observed_generation != generation
+            {
                 Change::Updated
             } else {
                 Change::None
@@ -86,13 +96,21 @@ mod tests {
         Time(jiff::Timestamp::from_second(s).unwrap())
     }
     fn want<'a>(status: &'a str, reason: &'a str) -> Desired<'a> {
-        Desired { type_: "Ready", status, reason, message: format!("{reason} message") }
+        Desired {
+            type_: "Ready",
+            status,
+            reason,
+            message: format!("{reason} message"),
+        }
     }
 
     #[test]
     fn new_condition_is_a_transition() {
         let mut cs = vec![];
-        assert_eq!(set(&mut cs, want("Unknown", "Pending"), Some(1), &t(10)), Change::Transitioned { from: None });
+        assert_eq!(
+            set(&mut cs, want("Unknown", "Pending"), Some(1), &t(10)),
+            Change::Transitioned { from: None }
+        );
         assert_eq!(cs[0].last_transition_time, t(10));
         assert_eq!(cs[0].observed_generation, Some(1));
     }
@@ -101,8 +119,14 @@ mod tests {
     fn same_status_keeps_transition_time() {
         let mut cs = vec![];
         set(&mut cs, want("False", "PolicyNotFound"), Some(1), &t(10));
-        assert_eq!(set(&mut cs, want("False", "PolicyNotFound"), Some(1), &t(20)), Change::None);
-        assert_eq!(set(&mut cs, want("False", "Other"), Some(2), &t(30)), Change::Updated);
+        assert_eq!(
+            set(&mut cs, want("False", "PolicyNotFound"), Some(1), &t(20)),
+            Change::None
+        );
+        assert_eq!(
+            set(&mut cs, want("False", "Other"), Some(2), &t(30)),
+            Change::Updated
+        );
         assert_eq!(cs[0].last_transition_time, t(10));
         assert_eq!(cs[0].reason, "Other");
         assert_eq!(cs[0].observed_generation, Some(2));
@@ -113,7 +137,12 @@ mod tests {
         let mut cs = vec![];
         set(&mut cs, want("False", "PolicyNotFound"), Some(1), &t(10));
         let c = set(&mut cs, want("Unknown", "Pending"), Some(1), &t(20));
-        assert_eq!(c, Change::Transitioned { from: Some("False".into()) });
+        assert_eq!(
+            c,
+            Change::Transitioned {
+                from: Some("False".into())
+            }
+        );
         assert_eq!(cs[0].last_transition_time, t(20));
         assert_eq!(cs.len(), 1);
     }

@@ -31,12 +31,16 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(DurationError::Syntax(s.into()));
         }
         let (num, after) = rest.split_at(num_len);
-        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
         let nanos_per_unit: u128 = match unit {
             "ns" => 1,
@@ -52,22 +56,34 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
             Some((i, f)) => (i, f),
             None => (num, ""),
         };
-        if int_part.is_empty() || frac_part.contains('.') || (num.contains('.') && frac_part.is_empty()) {
+        if int_part.is_empty()
+            || frac_part.contains('.')
+            || (num.contains('.') && frac_part.is_empty())
+        {
             return Err(DurationError::Syntax(s.into()));
         }
-        let int: u128 = int_part.parse().map_err(|_| DurationError::Overflow(s.into()))?;
-        let mut value = int.checked_mul(nanos_per_unit).ok_or_else(|| DurationError::Overflow(s.into()))?;
+        let int: u128 = int_part
+            .parse()
+            .map_err(|_| DurationError::Overflow(s.into()))?;
+        let mut value = int
+            .checked_mul(nanos_per_unit)
+            .ok_or_else(|| DurationError::Overflow(s.into()))?;
         // Fractions: keep at most 18 digits; anything finer than a nanosecond is dropped.
         let frac_digits = &frac_part[..frac_part.len().min(18)];
         if !frac_digits.is_empty() {
-            let frac: u128 = frac_digits.parse().map_err(|_| DurationError::Syntax(s.into()))?;
+            let frac: u128 = frac_digits
+                .parse()
+                .map_err(|_| DurationError::Syntax(s.into()))?;
             let scale = 10u128.pow(frac_digits.len() as u32);
             value += frac * nanos_per_unit / scale;
         }
-        total = total.checked_add(value).ok_or_else(|| DurationError::Overflow(s.into()))?;
+        total = total
+            .checked_add(value)
+            .ok_or_else(|| DurationError::Overflow(s.into()))?;
         rest = next;
     }
-    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| DurationError::Overflow(s.into()))?;
+    let secs =
+        u64::try_from(total / 1_000_000_000).map_err(|_| DurationError::Overflow(s.into()))?;
     Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
 }
 
@@ -117,7 +133,10 @@ mod tests {
         assert!(matches!(parse("3d"), Err(DurationError::Unit(_, _))));
         assert!(matches!(parse("1.s"), Err(DurationError::Syntax(_))));
         assert!(matches!(parse("-5s"), Err(DurationError::Syntax(_))));
-        assert!(matches!(parse("99999999999999999999999999h"), Err(DurationError::Overflow(_))));
+        assert!(matches!(
+            parse("99999999999999999999999999h"),
+            Err(DurationError::Overflow(_))
+        ));
     }
 
     #[test]

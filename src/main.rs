@@ -8,7 +8,11 @@ use vigil::operator::{self, Settings, Shutdown};
 use vigil::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Keeps watch over blockchain validators and pipeline runs on Kubernetes")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Keeps watch over blockchain validators and pipeline runs on Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -137,6 +141,12 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    format!("{}-{}", if host.is_empty() { "vigil" } else { &host }, std::process::id())
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{}-{}",
+        if host.is_empty() { "vigil" } else { &host },
+        std::process::id()
+    )
 }

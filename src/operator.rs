@@ -61,8 +61,9 @@ impl Shutdown {
     pub fn on_signals() -> Self {
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
@@ -89,8 +90,13 @@ impl Shutdown {
 pub async fn run(client: Client, settings: Settings, shutdown: Shutdown) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let readiness = Arc::new(Readiness::default());
-    let (addr, serve) =
-        server::bind(settings.listen, metrics.clone(), readiness.clone(), shutdown.clone().wait()).await?;
+    let (addr, serve) = server::bind(
+        settings.listen,
+        metrics.clone(),
+        readiness.clone(),
+        shutdown.clone().wait(),
+    )
+    .await?;
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     let server = tokio::spawn(serve);
 
@@ -131,7 +137,8 @@ pub async fn run(client: Client, settings: Settings, shutdown: Shutdown) -> Resu
         run_controllers(client.clone(), &settings, metrics.clone(), readiness.clone(), stop).await;
         readiness.leader.store(false, Ordering::Relaxed);
         metrics.leader.set(0);
-        let lost_it = !shutdown.requested() && lost_leadership.now_or_never().is_some();
+        let lost_it = lost_leadership.now_or_never().is_some() && !shutdown.requested();
+        // Every receiver of the lease state must be gone before the release can complete.
         election.release().await;
         if lost_it { Err(RunError::LostLeadership) } else { Ok(()) }
     }
@@ -149,7 +156,11 @@ pub async fn run(client: Client, settings: Settings, shutdown: Shutdown) -> Resu
 /// Waits until every Vigil CRD is Established. Returns false if shutdown came first.
 async fn wait_for_crds(client: &Client, shutdown: &Shutdown) -> Result<bool, RunError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let names = [MonitoredValidator::crd_name(), MonitorPolicy::crd_name(), PipelineRun::crd_name()];
+    let names = [
+        MonitoredValidator::crd_name(),
+        MonitorPolicy::crd_name(),
+        PipelineRun::crd_name(),
+    ];
     let mut logged = false;
     loop {
         let mut missing = Vec::new();
@@ -169,7 +180,10 @@ async fn wait_for_crds(client: &Client, shutdown: &Shutdown) -> Result<bool, Run
             return Ok(true);
         }
         if !logged {
-            tracing::warn!(?missing, "waiting for CRDs to be installed and established (vigil crd | kubectl apply -f -)");
+            tracing::warn!(
+                ?missing,
+                "waiting for CRDs to be installed and established (vigil crd | kubectl apply -f -)"
+            );
             logged = true;
         }
         tokio::select! {
@@ -203,18 +217,23 @@ async fn run_controllers(
     }
     let cfg = ControllerConfig::default().concurrency(settings.concurrency);
 
-    let validators_api: Api<DeserializeGuard<MonitoredValidator>> = api_for(&client, &settings.namespace);
+    let validators_api: Api<DeserializeGuard<MonitoredValidator>> =
+        api_for(&client, &settings.namespace);
     let policies_api: Api<DeserializeGuard<MonitorPolicy>> = api_for(&client, &settings.namespace);
     let runs_api: Api<DeserializeGuard<PipelineRun>> = api_for(&client, &settings.namespace);
 
-    let validator_ctl = Controller::new(validators_api.clone(), wc.clone()).with_config(cfg.clone());
+    let validator_ctl =
+        Controller::new(validators_api.clone(), wc.clone()).with_config(cfg.clone());
     let policy_ctl = Controller::new(policies_api.clone(), wc.clone()).with_config(cfg.clone());
     let run_ctl = Controller::new(runs_api, wc.clone()).with_config(cfg);
     let validators = validator_ctl.store();
     let policies = policy_ctl.store();
     let runs = run_ctl.store();
 
-    let reporter = Reporter { controller: "vigil".into(), instance: Some(settings.lease.identity.clone()) };
+    let reporter = Reporter {
+        controller: "vigil".into(),
+        instance: Some(settings.lease.identity.clone()),
+    };
     let ctx: Ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
@@ -226,16 +245,21 @@ async fn run_controllers(
     // A policy appearing or changing re-reconciles the validators and runs that point at it.
     let v_store = validators.clone();
     let validator_ctl = validator_ctl.watches(policies_api.clone(), wc.clone(), move |p| {
-        referrers(&v_store, &p, |v: &MonitoredValidator| Some(v.spec.policy_ref.name.as_str()))
+        referrers(&v_store, &p, |v: &MonitoredValidator| {
+            Some(v.spec.policy_ref.name.as_str())
+        })
     });
     let r_store = runs.clone();
     let run_ctl = run_ctl.watches(policies_api, wc.clone(), move |p| {
-        referrers(&r_store, &p, |r: &PipelineRun| r.spec.policy_ref.as_ref().map(|x| x.name.as_str()))
+        referrers(&r_store, &p, |r: &PipelineRun| {
+            r.spec.policy_ref.as_ref().map(|x| x.name.as_str())
+        })
     });
     // A validator changing re-counts its policy.
     let policy_ctl = policy_ctl.watches(validators_api, wc, |v| {
         v.0.as_ref().ok().and_then(|v| {
-            v.namespace().map(|ns| ObjectRef::new(&v.spec.policy_ref.name).within(&ns))
+            v.namespace()
+                .map(|ns| ObjectRef::new(&v.spec.policy_ref.name).within(&ns))
         })
     });
 
@@ -243,7 +267,7 @@ async fn run_controllers(
         let readiness = readiness.clone();
         let (v, p, r) = (validators.clone(), policies.clone(), runs.clone());
         tokio::spawn(async move {
-            if v.wait_until_ready().await.is_ok() && p.wait_until_ready().await.is_ok() && r.wait_until_ready().await.is_ok() {
+            if store_ready(&v).await && store_ready(&p).await && store_ready(&r).await {
                 readiness.caches_synced.store(true, Ordering::Relaxed);
                 tracing::info!("caches synced");
             }
@@ -266,6 +290,27 @@ async fn run_controllers(
     tracing::info!("controllers stopped");
 }
 
+/// Waits until a store holds its first full list. Its readiness signal is a oneshot that wakes
+/// only its latest waiter (the controller's own), so it is polled rather than awaited once.
+async fn store_ready<K>(store: &Store<DeserializeGuard<K>>) -> bool
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    loop {
+        if let Ok(r) =
+            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
+        {
+            return r.is_ok();
+        }
+    }
+}
+
 /// Objects in `store` (same namespace) whose policy reference names policy `p`.
 fn referrers<K>(
     store: &Store<DeserializeGuard<K>>,
@@ -273,7 +318,13 @@ fn referrers<K>(
     policy_of: impl Fn(&K) -> Option<&str>,
 ) -> Vec<ObjectRef<DeserializeGuard<K>>>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let ns = p.namespace();
     let name = p.name_any();
@@ -287,7 +338,10 @@ where
 }
 
 fn error_policy<K>(_obj: Arc<K>, err: &controller::Error, ctx: Ctx) -> Action {
-    ctx.metrics.reconcile_errors.with_label_values(&[std::any::type_name::<K>(), err.metric_label()]).inc();
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[std::any::type_name::<K>(), err.metric_label()])
+        .inc();
     Action::requeue(controller::error_policy_backoff(err))
 }
 

@@ -46,7 +46,10 @@ pub async fn bind(
     metrics: Metrics,
     readiness: Arc<Readiness>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
+) -> std::io::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>>,
+)> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -54,17 +57,31 @@ pub async fn bind(
         .with_state(AppState { metrics, readiness });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let serve = async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await };
+    let serve = async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    };
     Ok((local, serve))
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
 async fn readyz_handler(State(s): State<AppState>) -> impl IntoResponse {
     let (ready, body) = s.readiness.report();
-    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
+    (
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        body,
+    )
 }
 
 #[cfg(test)]

@@ -4,8 +4,13 @@
 //! person can get wrong lives in the schema (types, bounds) and in CEL rules with messages
 //! written for people, so the API server rejects bad objects before Vigil ever sees them.
 
+// Several `printcolumn(type_ = ...)` entries of one derive look like repeated attributes to
+// clippy; they are distinct columns.
+#[allow(clippy::duplicated_attributes)]
 mod pipeline;
+#[allow(clippy::duplicated_attributes)]
 mod policy;
+#[allow(clippy::duplicated_attributes)]
 mod validator;
 
 pub use pipeline::*;

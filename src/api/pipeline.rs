@@ -18,11 +18,27 @@ use serde::{Deserialize, Serialize};
     category = "vigil",
     namespaced,
     status = "PipelineRunStatus",
-    printcolumn(name = "Succeeded", type_ = "string", json_path = ".status.conditions[?(@.type==\"Succeeded\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason"),
+    printcolumn(
+        name = "Succeeded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Succeeded\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason"
+    ),
     printcolumn(name = "Steps", type_ = "string", json_path = ".status.progress"),
-    printcolumn(name = "Archived", type_ = "string", json_path = ".status.conditions[?(@.type==\"Archived\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Archived",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Archived\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -65,7 +81,10 @@ pub struct PipelineRunSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Step {
     /// Step name, unique in the run (a DNS label: it becomes part of the Job name).
-    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Steps that must succeed before this one starts.
     #[serde(default)]
@@ -96,6 +115,13 @@ impl JsonSchema for JobTemplate {
         json_schema!({
             "type": "object",
             "x-kubernetes-preserve-unknown-fields": true,
+            "properties": {
+                "template": {
+                    "description": "The pod template of the Job (batch/v1 PodTemplateSpec).",
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true
+                }
+            },
             "x-kubernetes-validations": [{
                 "rule": "has(self.template)",
                 "message": "a step template is a JobSpec and needs template (the pod template)"
@@ -184,7 +210,12 @@ pub struct ArchiveInclude {
 
 impl Default for ArchiveInclude {
     fn default() -> Self {
-        ArchiveInclude { report: true, manifests: true, logs: true, events: true }
+        ArchiveInclude {
+            report: true,
+            manifests: true,
+            logs: true,
+            events: true,
+        }
     }
 }
 

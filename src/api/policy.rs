@@ -19,10 +19,18 @@ use std::collections::BTreeMap;
     category = "vigil",
     namespaced,
     status = "MonitorPolicyStatus",
-    printcolumn(name = "Validators", type_ = "integer", json_path = ".status.validators"),
+    printcolumn(
+        name = "Validators",
+        type_ = "integer",
+        json_path = ".status.validators"
+    ),
     printcolumn(name = "Healthy", type_ = "integer", json_path = ".status.healthy"),
     printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MonitorPolicySpec {
@@ -395,7 +403,11 @@ pub struct AlertsSpec {
 
 impl Default for AlertsSpec {
     fn default() -> Self {
-        AlertsSpec { channels: Vec::new(), rules: Vec::new(), send_resolved: yes() }
+        AlertsSpec {
+            channels: Vec::new(),
+            rules: Vec::new(),
+            send_resolved: yes(),
+        }
     }
 }
 
@@ -511,7 +523,9 @@ pub struct AlertRule {
 }
 
 /// Severity of an alert event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Severity {
     /// For the record.

@@ -54,7 +54,9 @@ pub struct MonitoredValidatorSpec {
 }
 
 /// How a node is probed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Chain {
     /// Substrate / Polkadot SDK node: JSON-RPC (`system_health`, `system_syncState`, ...) and metrics.
@@ -97,7 +99,10 @@ pub struct Endpoints {
     pub health: Option<HttpUrl>,
     /// `host:port` for the `tcp` chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 261), regex(pattern = r"^[^\s:/]+:[0-9]{1,5}$|^\[[0-9a-fA-F:.]+\]:[0-9]{1,5}$"))]
+    #[schemars(
+        length(max = 261),
+        regex(pattern = r"^[^\s:/]+:[0-9]{1,5}$|^\[[0-9a-fA-F:.]+\]:[0-9]{1,5}$")
+    )]
     pub tcp: Option<String>,
 }
 

@@ -58,8 +58,21 @@ pub struct Context {
 
 impl Context {
     /// Publishes an Event about `obj`; a failure is logged, never fatal (events are best effort).
-    pub async fn event(&self, reference: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    pub async fn event(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&ev, reference).await {
             tracing::warn!(error = %e, reason, "publishing event failed");
         }
@@ -67,32 +80,61 @@ impl Context {
 
     /// Writes `status` with server-side apply when it differs from `current`.
     /// Returns whether a write was sent.
-    pub async fn write_status<K, S>(&self, obj: &K, current: Option<&S>, status: &S) -> Result<bool, Error>
+    pub async fn write_status<K, S>(
+        &self,
+        obj: &K,
+        current: Option<&S>,
+        status: &S,
+    ) -> Result<bool, Error>
     where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
         S: Serialize + PartialEq,
     {
         if current == Some(status) {
             return Ok(false);
         }
-        let api: Api<K> = Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
+        let api: Api<K> =
+            Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
         let patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
             "status": status,
         });
-        api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
-        self.metrics.status_writes.with_label_values(&[&K::kind(&())]).inc();
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        self.metrics
+            .status_writes
+            .with_label_values(&[&K::kind(&())])
+            .inc();
         Ok(true)
     }
 }
 
 /// Publishes the Event due for a condition change: one per transition, Warning when the new
 /// status is `False`.
-pub async fn event_for_change(ctx: &Context, reference: &ObjectReference, change: &Change, status: &str, reason: &str, message: &str) {
+pub async fn event_for_change(
+    ctx: &Context,
+    reference: &ObjectReference,
+    change: &Change,
+    status: &str,
+    reason: &str,
+    message: &str,
+) {
     if let Change::Transitioned { .. } = change {
-        let type_ = if status == "False" { EventType::Warning } else { EventType::Normal };
-        ctx.event(reference, type_, reason, "Reconcile", message.to_string()).await;
+        let type_ = if status == "False" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.event(reference, type_, reason, "Reconcile", message.to_string())
+            .await;
     }
 }
 
@@ -115,7 +157,10 @@ pub async fn report_invalid<K: Resource<DynamicType = ()>>(ctx: &Context, invali
         EventType::Warning,
         "InvalidObject",
         "Decode",
-        format!("Vigil cannot read this object and ignores it until it is fixed: {}", invalid.error),
+        format!(
+            "Vigil cannot read this object and ignores it until it is fixed: {}",
+            invalid.error
+        ),
     )
     .await;
 }

@@ -23,17 +23,30 @@ pub fn validate(run: &PipelineRun) -> Vec<String> {
         problems.push(e.to_string());
     }
     for step in &run.spec.steps {
-        if let Err(e) = serde_json::from_value::<JobSpec>(serde_json::Value::Object(step.template.0.clone())) {
-            problems.push(format!("step {:?}: template is not a valid JobSpec: {e}", step.name));
+        if let Err(e) =
+            serde_json::from_value::<JobSpec>(serde_json::Value::Object(step.template.0.clone()))
+        {
+            problems.push(format!(
+                "step {:?}: template is not a valid JobSpec: {e}",
+                step.name
+            ));
         }
     }
     problems
 }
 
 /// The `Succeeded` condition of a run that has not started.
-pub fn initial_succeeded(problems: &[String], policy: Option<(&str, &PolicyState)>) -> Desired<'static> {
+pub fn initial_succeeded(
+    problems: &[String],
+    policy: Option<(&str, &PolicyState)>,
+) -> Desired<'static> {
     if !problems.is_empty() {
-        return Desired { type_: "Succeeded", status: "False", reason: "InvalidSpec", message: problems.join("; ") };
+        return Desired {
+            type_: "Succeeded",
+            status: "False",
+            reason: "InvalidSpec",
+            message: problems.join("; "),
+        };
     }
     match policy {
         Some((name, PolicyState::Missing)) => Desired {
@@ -69,7 +82,10 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<PipelineRun>>, ctx: Ctx) -> Res
     let started = Instant::now();
     ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
     let result = reconcile_valid(run, &ctx).await;
-    ctx.metrics.reconcile_duration.with_label_values(&[KIND]).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&[KIND])
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
@@ -77,7 +93,10 @@ async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> 
     let namespace = run.namespace().unwrap_or_default();
     let problems = validate(run);
     let policy = match &run.spec.policy_ref {
-        Some(r) => Some((r.name.as_str(), policy_state(ctx, &namespace, &r.name).await?)),
+        Some(r) => Some((
+            r.name.as_str(),
+            policy_state(ctx, &namespace, &r.name).await?,
+        )),
         None => None,
     };
     let want = initial_succeeded(&problems, policy.as_ref().map(|(n, s)| (*n, s)));
@@ -89,14 +108,27 @@ async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> 
             .spec
             .steps
             .iter()
-            .map(|s| StepStatus { name: s.name.clone(), phase: "Pending".into(), ..Default::default() })
+            .map(|s| StepStatus {
+                name: s.name.clone(),
+                phase: "Pending".into(),
+                ..Default::default()
+            })
             .collect();
     }
-    let done = status.steps.iter().filter(|s| s.phase == "Succeeded").count();
+    let done = status
+        .steps
+        .iter()
+        .filter(|s| s.phase == "Succeeded")
+        .count();
     status.progress = Some(format!("{done}/{}", run.spec.steps.len()));
     let (st, reason) = (want.status, want.reason);
     let message = want.message.clone();
-    let change = conditions::set(&mut status.conditions, want, run.meta().generation, &conditions::now());
+    let change = conditions::set(
+        &mut status.conditions,
+        want,
+        run.meta().generation,
+        &conditions::now(),
+    );
     ctx.write_status(run, run.status.as_ref(), &status).await?;
     event_for_change(ctx, &run.object_ref(&()), &change, st, reason, &message).await;
     Ok(Action::await_change())
@@ -130,6 +162,9 @@ mod tests {
         .unwrap();
         let problems = validate(&run);
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].starts_with("step \"build\": template is not a valid JobSpec"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("step \"build\": template is not a valid JobSpec"),
+            "{problems:?}"
+        );
     }
 }

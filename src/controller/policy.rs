@@ -35,10 +35,16 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<(), Vec<String>> {
     let max_cooldown = dur("remediation.maxCooldown", &r.max_cooldown);
     dur("remediation.healthyResetAfter", &r.healthy_reset_after);
     for (name, c) in &r.ssh_commands {
-        dur(&format!("remediation.sshCommands.{name}.timeout"), &c.timeout);
+        dur(
+            &format!("remediation.sshCommands.{name}.timeout"),
+            &c.timeout,
+        );
     }
     for (i, rule) in spec.alerts.rules.iter().enumerate() {
-        dur(&format!("alerts.rules[{i}].repeatInterval"), &rule.repeat_interval);
+        dur(
+            &format!("alerts.rules[{i}].repeatInterval"),
+            &rule.repeat_interval,
+        );
     }
     if let (Some(i), Some(t)) = (interval, timeout)
         && t >= i
@@ -50,7 +56,11 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<(), Vec<String>> {
     {
         problems.push("remediation.cooldown must not exceed remediation.maxCooldown".into());
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// Validators in `namespace` that point at policy `name`: (total, ready, not ready).
@@ -65,7 +75,11 @@ pub fn count_validators<'a>(
             continue;
         }
         total += 1;
-        let ready = v.status.as_ref().and_then(|s| conditions::get(&s.conditions, "Ready")).map(|c| c.status.as_str());
+        let ready = v
+            .status
+            .as_ref()
+            .and_then(|s| conditions::get(&s.conditions, "Ready"))
+            .map(|c| c.status.as_str());
         match ready {
             Some("True") => healthy += 1,
             Some("False") => unhealthy += 1,
@@ -76,7 +90,10 @@ pub fn count_validators<'a>(
 }
 
 /// Reconciles one policy.
-pub async fn reconcile(obj: Arc<DeserializeGuard<MonitorPolicy>>, ctx: Ctx) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<MonitorPolicy>>,
+    ctx: Ctx,
+) -> Result<Action, Error> {
     let policy = match &obj.0 {
         Ok(p) => p,
         Err(invalid) => {
@@ -87,7 +104,10 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<MonitorPolicy>>, ctx: Ctx) -> R
     let started = Instant::now();
     ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
     let result = reconcile_valid(policy, &ctx).await;
-    ctx.metrics.reconcile_duration.with_label_values(&[KIND]).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&[KIND])
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
@@ -98,8 +118,11 @@ async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Er
     status.observed_generation = policy.meta().generation;
 
     let state = ctx.validators.state();
-    let (total, healthy, unhealthy) =
-        count_validators(state.iter().filter_map(|g| g.0.as_ref().ok()), &namespace, &name);
+    let (total, healthy, unhealthy) = count_validators(
+        state.iter().filter_map(|g| g.0.as_ref().ok()),
+        &namespace,
+        &name,
+    );
     status.validators = total;
     status.healthy = healthy;
     status.unhealthy = unhealthy;
@@ -120,8 +143,14 @@ async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Er
     };
     let (st, reason) = (want.status, want.reason);
     let message = want.message.clone();
-    let change = conditions::set(&mut status.conditions, want, policy.meta().generation, &conditions::now());
-    ctx.write_status(policy, policy.status.as_ref(), &status).await?;
+    let change = conditions::set(
+        &mut status.conditions,
+        want,
+        policy.meta().generation,
+        &conditions::now(),
+    );
+    ctx.write_status(policy, policy.status.as_ref(), &status)
+        .await?;
     event_for_change(ctx, &policy.object_ref(&()), &change, st, reason, &message).await;
     Ok(Action::await_change())
 }
@@ -142,8 +171,14 @@ mod tests {
         spec.probe.timeout = Dur::new("30s");
         spec.remediation.cooldown = Dur::new("2h");
         let problems = validate(&spec).unwrap_err();
-        assert!(problems.iter().any(|p| p.contains("probe.timeout")), "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("maxCooldown")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("probe.timeout")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("maxCooldown")),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -151,6 +186,9 @@ mod tests {
         let mut spec = MonitorPolicySpec::default();
         spec.remediation.window = Dur::new("3 days");
         let problems = validate(&spec).unwrap_err();
-        assert!(problems[0].starts_with("remediation.window:"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("remediation.window:"),
+            "{problems:?}"
+        );
     }
 }

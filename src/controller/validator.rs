@@ -32,7 +32,9 @@ pub fn initial_ready(policy_name: &str, namespace: &str, policy: &PolicyState) -
             type_: "Ready",
             status: "Unknown",
             reason: "Pending",
-            message: format!("Governed by MonitorPolicy {policy_name:?}; waiting for the first probe"),
+            message: format!(
+                "Governed by MonitorPolicy {policy_name:?}; waiting for the first probe"
+            ),
         },
         PolicyState::Invalid(why) => Desired {
             type_: "Ready",
@@ -58,7 +60,8 @@ pub async fn policy_state(ctx: &Ctx, namespace: &str, name: &str) -> Result<Poli
     let policy = match ctx.policies.get(&key) {
         Some(p) => Some(p.0.clone().map_err(|e| e.error)),
         None => {
-            let api: Api<DeserializeGuard<MonitorPolicy>> = Api::namespaced(ctx.client.clone(), namespace);
+            let api: Api<DeserializeGuard<MonitorPolicy>> =
+                Api::namespaced(ctx.client.clone(), namespace);
             api.get_opt(name).await?.map(|p| p.0.map_err(|e| e.error))
         }
     };
@@ -73,7 +76,10 @@ pub async fn policy_state(ctx: &Ctx, namespace: &str, name: &str) -> Result<Poli
 }
 
 /// Reconciles one validator.
-pub async fn reconcile(obj: Arc<DeserializeGuard<MonitoredValidator>>, ctx: Ctx) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<MonitoredValidator>>,
+    ctx: Ctx,
+) -> Result<Action, Error> {
     let mv = match &obj.0 {
         Ok(mv) => mv,
         Err(invalid) => {
@@ -84,7 +90,10 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<MonitoredValidator>>, ctx: Ctx)
     let started = Instant::now();
     ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
     let result = reconcile_valid(mv, &ctx).await;
-    ctx.metrics.reconcile_duration.with_label_values(&[KIND]).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&[KIND])
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
@@ -97,7 +106,12 @@ async fn reconcile_valid(mv: &MonitoredValidator, ctx: &Ctx) -> Result<Action, E
     status.observed_generation = mv.meta().generation;
     let want = initial_ready(policy_name, &namespace, &policy);
     let (st, reason, message) = (want.status, want.reason, want.message.clone());
-    let change = conditions::set(&mut status.conditions, want, mv.meta().generation, &conditions::now());
+    let change = conditions::set(
+        &mut status.conditions,
+        want,
+        mv.meta().generation,
+        &conditions::now(),
+    );
     ctx.write_status(mv, mv.status.as_ref(), &status).await?;
     event_for_change(ctx, &mv.object_ref(&()), &change, st, reason, &message).await;
     // A missing policy is noticed through the policy watch; nothing to poll.
@@ -118,12 +132,20 @@ mod tests {
     fn missing_policy_says_what_to_do() {
         let d = initial_ready("main", "chain-a", &PolicyState::Missing);
         assert_eq!((d.status, d.reason), ("False", "PolicyNotFound"));
-        assert!(d.message.contains("\"main\"") && d.message.contains("\"chain-a\"") && d.message.contains("policyRef"));
+        assert!(
+            d.message.contains("\"main\"")
+                && d.message.contains("\"chain-a\"")
+                && d.message.contains("policyRef")
+        );
     }
 
     #[test]
     fn invalid_policy_is_reported_with_the_reason() {
-        let d = initial_ready("p", "ns", &PolicyState::Invalid("cooldown above maxCooldown".into()));
+        let d = initial_ready(
+            "p",
+            "ns",
+            &PolicyState::Invalid("cooldown above maxCooldown".into()),
+        );
         assert_eq!((d.status, d.reason), ("False", "PolicyInvalid"));
         assert!(d.message.contains("cooldown above maxCooldown"));
     }

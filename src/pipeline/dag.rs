@@ -38,7 +38,12 @@ pub fn check(steps: &[Step]) -> Result<Vec<usize>, DagError> {
         for r in &s.run_after {
             match index.get(r.as_str()) {
                 Some(&j) => d.push(j),
-                None => return Err(DagError::Unknown { step: s.name.clone(), missing: r.clone() }),
+                None => {
+                    return Err(DagError::Unknown {
+                        step: s.name.clone(),
+                        missing: r.clone(),
+                    });
+                }
             }
         }
         deps.push(d);
@@ -64,7 +69,10 @@ pub fn check(steps: &[Step]) -> Result<Vec<usize>, DagError> {
             Mark::Done => return Ok(()),
             Mark::Open => {
                 let start = path.iter().position(|&p| p == i).unwrap_or(0);
-                let mut cycle: Vec<String> = path[start..].iter().map(|&p| steps[p].name.clone()).collect();
+                let mut cycle: Vec<String> = path[start..]
+                    .iter()
+                    .map(|&p| steps[p].name.clone())
+                    .collect();
                 cycle.push(steps[i].name.clone());
                 return Err(DagError::Cycle(cycle));
             }
@@ -103,7 +111,12 @@ mod tests {
 
     #[test]
     fn orders_a_diamond() {
-        let steps = [step("d", &["b", "c"]), step("b", &["a"]), step("c", &["a"]), step("a", &[])];
+        let steps = [
+            step("d", &["b", "c"]),
+            step("b", &["a"]),
+            step("c", &["a"]),
+            step("a", &[]),
+        ];
         let order = check(&steps).unwrap();
         let pos = |n: &str| order.iter().position(|&i| steps[i].name == n).unwrap();
         assert!(pos("a") < pos("b") && pos("a") < pos("c"));
@@ -114,18 +127,33 @@ mod tests {
     fn names_the_cycle() {
         let steps = [step("a", &["c"]), step("b", &["a"]), step("c", &["b"])];
         let err = check(&steps).unwrap_err();
-        assert_eq!(err, DagError::Cycle(vec!["a".into(), "c".into(), "b".into(), "a".into()]));
-        assert_eq!(err.to_string(), "steps wait on each other in a cycle: a -> c -> b -> a");
+        assert_eq!(
+            err,
+            DagError::Cycle(vec!["a".into(), "c".into(), "b".into(), "a".into()])
+        );
+        assert_eq!(
+            err.to_string(),
+            "steps wait on each other in a cycle: a -> c -> b -> a"
+        );
     }
 
     #[test]
     fn refuses_duplicates_and_unknown_names() {
-        assert_eq!(check(&[step("a", &[]), step("a", &[])]), Err(DagError::Duplicate("a".into())));
-        assert!(matches!(check(&[step("a", &["zz"])]), Err(DagError::Unknown { .. })));
+        assert_eq!(
+            check(&[step("a", &[]), step("a", &[])]),
+            Err(DagError::Duplicate("a".into()))
+        );
+        assert!(matches!(
+            check(&[step("a", &["zz"])]),
+            Err(DagError::Unknown { .. })
+        ));
     }
 
     #[test]
     fn self_loop_is_a_cycle() {
-        assert!(matches!(check(&[step("a", &["a"])]), Err(DagError::Cycle(_))));
+        assert!(matches!(
+            check(&[step("a", &["a"])]),
+            Err(DagError::Cycle(_))
+        ));
     }
 }

@@ -1,0 +1,406 @@
+//! The CRDs against a real API server: they become Established, `kubectl explain` shows the
+//! doc comments, every validation rule rejects a bad object with a message a person
+//! understands, and `kubectl get vigil` lists all three kinds with their printer columns.
+
+mod support;
+
+use support::cluster::{self, Cluster};
+use support::{apply, apply_ok, install_crds};
+
+fn setup(prefix: &str) -> (&'static Cluster, String) {
+    let c = cluster::shared();
+    install_crds(c);
+    let ns = c.namespace(prefix);
+    (c, ns)
+}
+
+/// Applies `yaml` and asserts it is refused with a message containing `needle`.
+fn rejected(c: &Cluster, ns: &str, yaml: &str, needle: &str) {
+    let out = apply(c, ns, yaml);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected rejection ({needle}) but it was accepted:\n{yaml}"
+    );
+    assert!(
+        err.contains(needle),
+        "rejection does not say {needle:?}:\n{err}"
+    );
+}
+
+fn validator(spec: &str) -> String {
+    format!(
+        "apiVersion: vigil.dev/v1alpha1\nkind: MonitoredValidator\nmetadata:\n  name: v\nspec:\n{spec}"
+    )
+}
+
+fn policy(spec: &str) -> String {
+    format!(
+        "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: p\nspec:\n{spec}"
+    )
+}
+
+fn run(spec: &str) -> String {
+    format!(
+        "apiVersion: vigil.dev/v1alpha1\nkind: PipelineRun\nmetadata:\n  name: r\nspec:\n{spec}"
+    )
+}
+
+const JOB: &str =
+    "{template: {spec: {restartPolicy: Never, containers: [{name: m, image: busybox}]}}}";
+
+#[test]
+fn crds_are_established_and_explained() {
+    let (c, _) = setup("explain");
+    for crd in [
+        "monitoredvalidators.vigil.dev",
+        "monitorpolicies.vigil.dev",
+        "pipelineruns.vigil.dev",
+    ] {
+        let out = c.kubectl_ok(&[
+            "get",
+            "crd",
+            crd,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+        ]);
+        assert_eq!(out.trim(), "True", "{crd}");
+    }
+    let explain = c.kubectl_ok(&["explain", "monitoredvalidator.spec.endpoints"]);
+    assert!(explain.contains("Where the node answers."), "{explain}");
+    assert!(explain.contains("JSON-RPC URL"), "{explain}");
+    let explain = c.kubectl_ok(&["explain", "monitorpolicy.spec.probe.interval"]);
+    assert!(explain.contains("Time between two probes"), "{explain}");
+}
+
+#[test]
+fn examples_are_accepted_with_defaults() {
+    let (c, ns) = setup("examples");
+    for f in ["policy.yaml", "validator.yaml", "pipelinerun.yaml"] {
+        let path = format!("{}/examples/{f}", env!("CARGO_MANIFEST_DIR"));
+        c.kubectl_ok(&["apply", "-n", &ns, "-f", &path]);
+    }
+    let p = support::get_json(c, &ns, "monitorpolicy", "substrate-main").unwrap();
+    // Defaults filled in by the API server from the schema.
+    assert_eq!(p["spec"]["probe"]["successThreshold"], 1);
+    assert_eq!(p["spec"]["remediation"]["escalateAfter"], 5);
+    assert_eq!(p["spec"]["advisor"]["mode"], "onIssue");
+    assert_eq!(p["spec"]["remediation"]["window"], "1h");
+    apply_ok(c, &ns, &policy("  {}\n"));
+    let p = support::get_json(c, &ns, "monitorpolicy", "p").unwrap();
+    assert_eq!(p["spec"]["probe"]["interval"], "30s");
+    assert_eq!(p["spec"]["probe"]["timeout"], "5s");
+    assert_eq!(p["spec"]["probe"]["failureThreshold"], 3);
+    assert_eq!(p["spec"]["remediation"]["maxAttempts"], 3);
+    assert_eq!(p["spec"]["remediation"]["cooldown"], "60s");
+    assert_eq!(p["spec"]["advisor"]["provider"], "rules");
+    let r = support::get_json(c, &ns, "pipelinerun", "nightly-snapshot").unwrap();
+    assert_eq!(r["spec"]["stallTimeout"], "30m");
+}
+
+#[test]
+fn target_needs_exactly_one_kind() {
+    let (c, ns) = setup("target");
+    let base =
+        "  chain: substrate\n  endpoints: {rpc: 'http://127.0.0.1:9944'}\n  policyRef: {name: p}\n";
+    rejected(
+        c,
+        &ns,
+        &validator(&format!(
+            "{base}  target:\n    workload: {{kind: Pod, name: a}}\n    webhook: {{url: 'http://127.0.0.1:1/r'}}\n"
+        )),
+        "target must set exactly one of workload, ssh or webhook",
+    );
+    rejected(
+        c,
+        &ns,
+        &validator(&format!("{base}  target: {{}}\n")),
+        "target must set exactly one of workload, ssh or webhook",
+    );
+    rejected(
+        c,
+        &ns,
+        &validator(&format!("{base}  target:\n    workload: {{kind: Pod}}\n")),
+        "workload target needs exactly one of name or selector",
+    );
+    apply_ok(
+        c,
+        &ns,
+        &validator(&format!(
+            "{base}  target:\n    workload: {{kind: StatefulSet, name: alice}}\n"
+        )),
+    );
+}
+
+#[test]
+fn ssh_target_needs_a_pinned_host_key() {
+    let (c, ns) = setup("hostkey");
+    let base =
+        "  chain: substrate\n  endpoints: {rpc: 'http://127.0.0.1:9944'}\n  policyRef: {name: p}\n";
+    let ssh = "    ssh: {host: 10.1.2.3, user: ops, privateKeySecretRef: {name: k, key: id}";
+    rejected(
+        c,
+        &ns,
+        &validator(&format!("{base}  target:\n{ssh}}}\n")),
+        "ssh target needs hostKey",
+    );
+    rejected(
+        c,
+        &ns,
+        &validator(&format!(
+            "{base}  target:\n{ssh}, hostKey: 'yes please'}}\n"
+        )),
+        "ssh target needs hostKey",
+    );
+    apply_ok(
+        c,
+        &ns,
+        &validator(&format!(
+            "{base}  target:\n{ssh}, hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl'}}\n"
+        )),
+    );
+}
+
+#[test]
+fn urls_must_be_http_or_https() {
+    let (c, ns) = setup("urls");
+    let msg = "must be an absolute http:// or https:// URL";
+    rejected(
+        c,
+        &ns,
+        &validator(
+            "  chain: substrate\n  endpoints: {rpc: 'ftp://node:21'}\n  policyRef: {name: p}\n",
+        ),
+        msg,
+    );
+    rejected(
+        c,
+        &ns,
+        &validator("  chain: substrate\n  endpoints: {rpc: 'node:9944'}\n  policyRef: {name: p}\n"),
+        msg,
+    );
+    rejected(
+        c,
+        &ns,
+        &validator(
+            "  chain: cosmos\n  endpoints: {rpc: 'http://n:26657', metrics: 'file:///etc/passwd'}\n  policyRef: {name: p}\n",
+        ),
+        msg,
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  alerts:\n    channels: [{name: am, alertmanager: {url: 'am:9093'}}]\n"),
+        msg,
+    );
+}
+
+#[test]
+fn chains_need_their_endpoints() {
+    let (c, ns) = setup("chains");
+    rejected(
+        c,
+        &ns,
+        &validator("  chain: ethereum\n  endpoints: {}\n  policyRef: {name: p}\n"),
+        "need spec.endpoints.rpc",
+    );
+    rejected(
+        c,
+        &ns,
+        &validator("  chain: tcp\n  endpoints: {}\n  policyRef: {name: p}\n"),
+        "needs spec.endpoints.tcp",
+    );
+    rejected(
+        c,
+        &ns,
+        &validator("  chain: solana\n  endpoints: {}\n  policyRef: {name: p}\n"),
+        "Unsupported value: \"solana\"",
+    );
+    apply_ok(
+        c,
+        &ns,
+        &validator("  chain: tcp\n  endpoints: {tcp: '127.0.0.1:30333'}\n  policyRef: {name: p}\n"),
+    );
+}
+
+#[test]
+fn durations_must_parse_and_interval_is_at_least_a_second() {
+    let (c, ns) = setup("durations");
+    let msg = "must be a duration such as 500ms, 30s, 5m or 1h30m";
+    rejected(c, &ns, &policy("  probe: {interval: 'ten seconds'}\n"), msg);
+    rejected(c, &ns, &policy("  remediation: {cooldown: '3d'}\n"), msg);
+    rejected(
+        c,
+        &ns,
+        &policy("  probe: {interval: 500ms, timeout: 100ms}\n"),
+        "probe.interval must be at least 1s",
+    );
+    apply_ok(c, &ns, &policy("  probe: {interval: 1s, timeout: 500ms}\n"));
+}
+
+#[test]
+fn probe_timeout_is_shorter_than_interval() {
+    let (c, ns) = setup("timeout");
+    rejected(
+        c,
+        &ns,
+        &policy("  probe: {interval: 10s, timeout: 10s}\n"),
+        "probe.timeout must be shorter than probe.interval",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  probe: {interval: 10s, timeout: 1m}\n"),
+        "probe.timeout must be shorter than probe.interval",
+    );
+}
+
+#[test]
+fn budgets_and_thresholds_are_not_negative() {
+    let (c, ns) = setup("budgets");
+    rejected(
+        c,
+        &ns,
+        &policy("  probe: {failureThreshold: 0}\n"),
+        "should be greater than or equal to 1",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  remediation: {maxAttempts: -1}\n"),
+        "should be greater than or equal to 0",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  advisor: {budget: {callsPerHour: -5}}\n"),
+        "should be greater than or equal to 0",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  advisor: {budget: {tokensPerDay: -1}}\n"),
+        "should be greater than or equal to 0",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  advisor: {budget: {costPerDay: '-2'}}\n"),
+        "spec.advisor.budget.costPerDay",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  advisor: {minConfidence: 1.5}\n"),
+        "should be less than or equal to 1",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  remediation: {maxUnhealthy: '150%'}\n"),
+        "spec.remediation.maxUnhealthy",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  advisor: {provider: anthropic, model: claude-sonnet-4-5}\n"),
+        "advisor providers anthropic and openai need apiKeySecretRef",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy(
+            "  remediation: {action: ssh, sshCommands: {restart: {argv: [systemctl, restart, polkadot]}}}\n",
+        ),
+        "remediation.action 'ssh' needs sshCommand naming an entry of sshCommands",
+    );
+}
+
+#[test]
+fn steps_are_unique_and_run_after_existing_steps() {
+    let (c, ns) = setup("steps");
+    rejected(
+        c,
+        &ns,
+        &run(&format!(
+            "  steps:\n  - {{name: a, template: {JOB}}}\n  - {{name: a, template: {JOB}}}\n"
+        )),
+        "step names must be unique within a run",
+    );
+    rejected(
+        c,
+        &ns,
+        &run(&format!(
+            "  steps:\n  - {{name: a, template: {JOB}}}\n  - {{name: b, runAfter: [c], template: {JOB}}}\n"
+        )),
+        "every runAfter entry must name a step of this run",
+    );
+    rejected(
+        c,
+        &ns,
+        &run(&format!(
+            "  steps:\n  - {{name: a, runAfter: [a], template: {JOB}}}\n"
+        )),
+        "a step cannot run after itself",
+    );
+    rejected(c, &ns, &run("  steps: []\n"), "spec.steps");
+    rejected(
+        c,
+        &ns,
+        &run("  steps:\n  - {name: a, template: {backoffLimit: 1}}\n"),
+        "needs template (the pod template)",
+    );
+    rejected(
+        c,
+        &ns,
+        &run(&format!(
+            "  archive: {{include: {{logs: true}}}}\n  steps:\n  - {{name: a, template: {JOB}}}\n"
+        )),
+        "archive needs exactly one store: s3 or filesystem",
+    );
+    apply_ok(
+        c,
+        &ns,
+        &run(&format!(
+            "  steps:\n  - {{name: a, template: {JOB}}}\n  - {{name: b, runAfter: [a], template: {JOB}}}\n"
+        )),
+    );
+}
+
+#[test]
+fn kubectl_get_vigil_lists_every_kind_with_columns() {
+    let (c, ns) = setup("getvigil");
+    for f in ["policy.yaml", "validator.yaml", "pipelinerun.yaml"] {
+        let path = format!("{}/examples/{f}", env!("CARGO_MANIFEST_DIR"));
+        c.kubectl_ok(&["apply", "-n", &ns, "-f", &path]);
+    }
+    let out = c.kubectl_ok(&["get", "vigil", "-n", &ns]);
+    assert!(out.contains("monitoredvalidator.vigil.dev/alice"), "{out}");
+    assert!(
+        out.contains("monitorpolicy.vigil.dev/substrate-main"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pipelinerun.vigil.dev/nightly-snapshot"),
+        "{out}"
+    );
+    for header in [
+        "CHAIN",
+        "READY",
+        "BEST",
+        "PEERS",
+        "RESTARTS",
+        "VALIDATORS",
+        "HEALTHY",
+        "SUSPENDED",
+        "SUCCEEDED",
+        "REASON",
+        "STEPS",
+        "ARCHIVED",
+        "AGE",
+    ] {
+        assert!(out.contains(header), "missing column {header}:\n{out}");
+    }
+    let short = c.kubectl_ok(&["get", "mv,mpol,prun", "-n", &ns, "-o", "name"]);
+    assert_eq!(short.lines().count(), 3, "{short}");
+}

@@ -1,0 +1,184 @@
+//! Test support: the shared local control plane and the operator subprocess.
+#![allow(dead_code)]
+
+pub mod cluster;
+pub mod operator;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Applies the CRDs from `crds/` (server-side, idempotent) and waits until they are Established.
+pub fn install_crds(c: &cluster::Cluster) {
+    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+        c.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", dir]);
+        c.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            dir,
+        ]);
+    });
+}
+
+/// Applies a YAML document in `ns`, returning the command output.
+pub fn apply(c: &cluster::Cluster, ns: &str, yaml: &str) -> std::process::Output {
+    c.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], yaml)
+}
+
+/// Applies a YAML document in `ns` and panics if it is refused.
+pub fn apply_ok(c: &cluster::Cluster, ns: &str, yaml: &str) {
+    let out = apply(c, ns, yaml);
+    assert!(
+        out.status.success(),
+        "apply failed: {}\n{yaml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Gets an object as JSON, if it exists.
+pub fn get_json(c: &cluster::Cluster, ns: &str, kind: &str, name: &str) -> Option<Value> {
+    let out = c.kubectl(&["get", "-n", ns, kind, name, "-o", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The condition of `type_` on an object's status.
+pub fn condition(obj: &Value, type_: &str) -> Option<Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Waits for a condition with the given status and reason on `obj` (`kind/name`); returns
+/// the condition.
+pub fn wait_condition(
+    c: &cluster::Cluster,
+    ns: &str,
+    obj: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    timeout: Duration,
+) -> Value {
+    let (kind, name) = obj.split_once('/').expect("kind/name");
+    let start = Instant::now();
+    let mut last = Value::Null;
+    while start.elapsed() < timeout {
+        if let Some(cond) = get_json(c, ns, kind, name).and_then(|o| condition(&o, type_)) {
+            if cond["status"] == status && cond["reason"] == reason {
+                return cond;
+            }
+            last = cond;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("{obj}: condition {type_} never became {status}/{reason}; last seen {last}");
+}
+
+/// Events (core/v1 view) about an object: (type, reason, message).
+pub fn events_for(c: &cluster::Cluster, ns: &str, name: &str) -> Vec<(String, String, String)> {
+    let out = c.kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|e| {
+                    (
+                        e["type"].as_str().unwrap_or_default().to_string(),
+                        e["reason"].as_str().unwrap_or_default().to_string(),
+                        e["message"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A kubeconfig for a ServiceAccount in `ns` bound to the `vigil` ClusterRole from
+/// `manifests/rbac.yaml`, so that the operator under test has exactly the permissions the
+/// real installation grants (the API server enforces RBAC).
+pub fn operator_kubeconfig(c: &cluster::Cluster, ns: &str) -> std::path::PathBuf {
+    static RBAC: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    RBAC.get_or_init(|| {
+        let rbac =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml"))
+                .unwrap();
+        // Only the ClusterRole: each test binds it to its own ServiceAccount.
+        let role = rbac.split("\n---\n").next().unwrap();
+        let out = c.kubectl_stdin(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            role,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    c.kubectl_ok(&["create", "serviceaccount", "vigil", "-n", ns]);
+    c.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        &format!("vigil-{ns}"),
+        "--clusterrole=vigil",
+        &format!("--serviceaccount={ns}:vigil"),
+    ]);
+    let token = c.kubectl_ok(&["create", "token", "vigil", "-n", ns, "--duration=2h"]);
+    let server = c.kubectl_ok(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let ca = c.kubectl_ok(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ]);
+    let path = std::env::temp_dir().join(format!("vigil-kubeconfig-{ns}"));
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: test\n  context: {{cluster: test, user: vigil, namespace: {ns}}}\ncurrent-context: test\nusers:\n- name: vigil\n  user:\n    token: {token}\n",
+        server = server.trim(),
+        ca = ca.trim(),
+        token = token.trim(),
+    );
+    std::fs::write(&path, kubeconfig).unwrap();
+    path
+}
