@@ -5,6 +5,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod duration;
+pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod operator;

@@ -24,9 +24,10 @@ enum Command {
     Run(RunArgs),
     /// Print every CustomResourceDefinition as YAML (pipe to `kubectl apply --server-side -f -`).
     Crd {
-        /// Write one file per CRD into this directory instead of printing.
+        /// Write one file per CRD into each of these directories instead of printing
+        /// (the repository keeps them in `crds/` and `charts/vigil/crds/`).
         #[arg(long)]
-        out_dir: Option<std::path::PathBuf>,
+        out_dir: Vec<std::path::PathBuf>,
     },
     /// Print the version.
     Version,
@@ -83,14 +84,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn crd(out_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    match out_dir {
-        None => print!("{}", vigil::crd::all_yaml()?),
-        Some(dir) => {
-            std::fs::create_dir_all(&dir)?;
-            for (file, crd) in vigil::crd::all() {
-                std::fs::write(dir.join(file), vigil::crd::to_yaml(&crd)?)?;
-            }
+fn crd(out_dirs: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
+    if out_dirs.is_empty() {
+        print!("{}", vigil::crd::all_yaml()?);
+    }
+    for dir in out_dirs {
+        std::fs::create_dir_all(&dir)?;
+        for (file, crd) in vigil::crd::all() {
+            std::fs::write(dir.join(file), vigil::crd::to_yaml(&crd)?)?;
         }
     }
     Ok(())

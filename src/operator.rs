@@ -337,10 +337,14 @@ where
         .collect()
 }
 
-fn error_policy<K>(_obj: Arc<K>, err: &controller::Error, ctx: Ctx) -> Action {
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    _obj: Arc<K>,
+    err: &controller::Error,
+    ctx: Ctx,
+) -> Action {
     ctx.metrics
         .reconcile_errors
-        .with_label_values(&[std::any::type_name::<K>(), err.metric_label()])
+        .with_label_values(&[K::kind(&()).as_ref(), err.metric_label()])
         .inc();
     Action::requeue(controller::error_policy_backoff(err))
 }

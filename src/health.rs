@@ -1,0 +1,740 @@
+//! Health evaluation: pure functions from one probe's outcome (plus what was seen before and
+//! what the fleet shows) to the conditions a user reads.
+//!
+//! Rules, in short:
+//! - Each probe yields instant checks: `Reachable`, `Synced`, `BlockProduction`, `Finalizing`,
+//!   `PeersHealthy` (those that apply to the chain).
+//! - Hysteresis: a bad verdict is published only after `failureThreshold` bad probes in a row,
+//!   a good one only after `successThreshold` good probes in a row; in between, the published
+//!   conditions stay as they are (no flapping, no status write).
+//! - "We could not tell" (garbage answer, protocol error) is `Unknown`, never "down".
+//! - A stall of the whole fleet (the highest block of every validator of that chain under the
+//!   policy stopped moving) is a chain halt: reported as such, and not held against the node.
+//! - Messages of healthy conditions carry no changing numbers, so a steady fleet needs no
+//!   status writes; block heights live in `status.facts` and are refreshed with a change.
+
+use crate::api::Chain;
+use jiff::Timestamp;
+use std::time::Duration;
+
+/// `True`, `False` or `Unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// The condition holds.
+    True,
+    /// The condition does not hold.
+    False,
+    /// It cannot be told.
+    Unknown,
+}
+
+impl Status {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::True => "True",
+            Status::False => "False",
+            Status::Unknown => "Unknown",
+        }
+    }
+}
+
+/// One condition's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// Condition type.
+    pub type_: &'static str,
+    /// Status.
+    pub status: Status,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// For people; stable while nothing changes.
+    pub message: String,
+}
+
+fn check(
+    type_: &'static str,
+    status: Status,
+    reason: &'static str,
+    message: impl Into<String>,
+) -> Check {
+    Check {
+        type_,
+        status,
+        reason,
+        message: message.into(),
+    }
+}
+
+/// What a successful probe read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Best block.
+    pub best: Option<u64>,
+    /// Finalized block.
+    pub finalized: Option<u64>,
+    /// Sync target.
+    pub target: Option<u64>,
+    /// Peers.
+    pub peers: Option<u32>,
+    /// Node says it is syncing.
+    pub syncing: Option<bool>,
+    /// How long the probe took.
+    pub latency: Duration,
+}
+
+/// How a probe ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The node answered and the answer could be read.
+    Answered(Sample),
+    /// The node did not answer (refused, timed out, server error): it is down or hung.
+    Down {
+        /// CamelCase reason, e.g. `ConnectionRefused`, `Timeout`.
+        reason: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// The answer could not be judged (garbage, protocol error): we cannot tell.
+    Indeterminate {
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Thresholds from the policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Fewest peers.
+    pub min_peers: u32,
+    /// Longest best-block stall.
+    pub max_block_stall: Duration,
+    /// Largest best − finalized distance.
+    pub max_finality_lag: u64,
+    /// Largest distance behind the fleet's highest block.
+    pub max_blocks_behind: u64,
+    /// Slowest acceptable probe.
+    pub max_probe_latency: Option<Duration>,
+    /// Bad probes in a row before publishing a failure.
+    pub failure_threshold: u32,
+    /// Good probes in a row before publishing a recovery.
+    pub success_threshold: u32,
+}
+
+/// What the evaluator remembers of one validator between probes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Last best block seen.
+    pub best: Option<u64>,
+    /// When the best block last changed (or was first seen).
+    pub best_changed_at: Option<Timestamp>,
+    /// Bad probes in a row.
+    pub failures: u32,
+    /// Good probes in a row.
+    pub successes: u32,
+}
+
+/// What the fleet (same policy, same chain) shows right now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetView {
+    /// Highest best block among the fleet's recent observations.
+    pub highest: Option<u64>,
+    /// When that highest block last increased.
+    pub highest_changed_at: Option<Timestamp>,
+    /// Validators in the fleet.
+    pub members: u32,
+}
+
+impl FleetView {
+    /// A fleet of two or more whose highest block has not moved for `stall`: the chain halted.
+    pub fn halted(&self, now: Timestamp, stall: Duration) -> bool {
+        self.members >= 2
+            && self
+                .highest_changed_at
+                .is_some_and(|t| elapsed(t, now) > stall)
+    }
+}
+
+fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
+    now.duration_since(since)
+        .try_into()
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The condition types that apply to a chain, in display order (`Ready` not included).
+pub fn condition_types(chain: Chain) -> &'static [&'static str] {
+    match chain {
+        Chain::Substrate => &[
+            "Reachable",
+            "Synced",
+            "BlockProduction",
+            "Finalizing",
+            "PeersHealthy",
+        ],
+        Chain::Ethereum | Chain::Cosmos => {
+            &["Reachable", "Synced", "BlockProduction", "PeersHealthy"]
+        }
+        Chain::Http | Chain::Tcp => &["Reachable"],
+    }
+}
+
+/// The instant checks of one probe, and the updated best-block memory.
+pub fn instant_checks(
+    chain: Chain,
+    outcome: &Outcome,
+    memory: &Memory,
+    fleet: &FleetView,
+    limits: &Limits,
+    now: Timestamp,
+) -> (Vec<Check>, Option<u64>, Option<Timestamp>) {
+    let types = condition_types(chain);
+    let sample = match outcome {
+        Outcome::Answered(s) => s,
+        Outcome::Down { reason, message } => {
+            let mut out = vec![check("Reachable", Status::False, reason, message.clone())];
+            for t in &types[1..] {
+                out.push(check(
+                    t,
+                    Status::Unknown,
+                    "NodeUnreachable",
+                    "The node did not answer the last probe",
+                ));
+            }
+            return (out, memory.best, memory.best_changed_at);
+        }
+        Outcome::Indeterminate { message } => {
+            let out = types
+                .iter()
+                .map(|t| {
+                    check(
+                        t,
+                        Status::Unknown,
+                        "ProbeError",
+                        format!("The node's answer could not be read: {message}"),
+                    )
+                })
+                .collect();
+            return (out, memory.best, memory.best_changed_at);
+        }
+    };
+
+    let mut out = Vec::with_capacity(types.len());
+    match limits.max_probe_latency {
+        Some(max) if sample.latency > max => out.push(check(
+            "Reachable",
+            Status::False,
+            "SlowResponse",
+            format!(
+                "The node answered, but slower than health.maxProbeLatency ({})",
+                crate::duration::format(max)
+            ),
+        )),
+        _ => out.push(check(
+            "Reachable",
+            Status::True,
+            "Responding",
+            "The node answers probes",
+        )),
+    }
+
+    // Best-block memory: a change (or first sight) restarts the stall clock.
+    let (best, changed_at) = match (sample.best, memory.best) {
+        (Some(b), Some(prev)) if b == prev => (Some(b), memory.best_changed_at.or(Some(now))),
+        (Some(b), _) => (Some(b), Some(now)),
+        (None, _) => (memory.best, memory.best_changed_at),
+    };
+
+    if types.contains(&"Synced") {
+        let behind = match (fleet.highest, sample.best) {
+            (Some(h), Some(b)) => h.saturating_sub(b),
+            _ => 0,
+        };
+        out.push(if sample.syncing == Some(true) {
+            check(
+                "Synced",
+                Status::False,
+                "Syncing",
+                "The node reports that it is syncing",
+            )
+        } else if behind > limits.max_blocks_behind {
+            check(
+                "Synced",
+                Status::False,
+                "BehindFleet",
+                format!(
+                    "More than {} blocks behind the fleet's highest block",
+                    limits.max_blocks_behind
+                ),
+            )
+        } else if sample.best.is_none() {
+            check(
+                "Synced",
+                Status::Unknown,
+                "NotReported",
+                "The node did not report its best block",
+            )
+        } else {
+            check(
+                "Synced",
+                Status::True,
+                "Synced",
+                "In sync with the network and the fleet",
+            )
+        });
+    }
+
+    if types.contains(&"BlockProduction") {
+        let stalled = changed_at.is_some_and(|t| elapsed(t, now) > limits.max_block_stall);
+        let stall = crate::duration::format(limits.max_block_stall);
+        out.push(match best {
+            None => check("BlockProduction", Status::Unknown, "NotReported", "The node did not report its best block"),
+            Some(b) if stalled && fleet.halted(now, limits.max_block_stall) => check(
+                "BlockProduction",
+                Status::False,
+                "ChainHalted",
+                format!("No validator of this chain under the policy has seen a new block for over {stall} (stuck at #{b}); a chain-wide halt, not a fault of this node"),
+            ),
+            Some(b) if stalled => check(
+                "BlockProduction",
+                Status::False,
+                "BlockStalled",
+                format!("Best block #{b} has not changed for over {stall} while the fleet moved on"),
+            ),
+            Some(_) => check("BlockProduction", Status::True, "Advancing", "The best block advances"),
+        });
+    }
+
+    if types.contains(&"Finalizing") {
+        out.push(match (sample.best, sample.finalized) {
+            (Some(b), Some(f)) if b.saturating_sub(f) > limits.max_finality_lag => check(
+                "Finalizing",
+                Status::False,
+                "FinalityLagging",
+                format!(
+                    "Finalized block trails the best block by more than {} blocks",
+                    limits.max_finality_lag
+                ),
+            ),
+            (Some(_), Some(_)) => check(
+                "Finalizing",
+                Status::True,
+                "Finalizing",
+                "Blocks are being finalized",
+            ),
+            _ => check(
+                "Finalizing",
+                Status::Unknown,
+                "NotReported",
+                "The node did not report its finalized block",
+            ),
+        });
+    }
+
+    if types.contains(&"PeersHealthy") {
+        out.push(match sample.peers {
+            Some(p) if p < limits.min_peers => check(
+                "PeersHealthy",
+                Status::False,
+                "TooFewPeers",
+                format!(
+                    "Fewer than health.minPeers ({}) peers connected",
+                    limits.min_peers
+                ),
+            ),
+            Some(_) => check(
+                "PeersHealthy",
+                Status::True,
+                "EnoughPeers",
+                "Enough peers connected",
+            ),
+            None => check(
+                "PeersHealthy",
+                Status::Unknown,
+                "NotReported",
+                "The node did not report its peers",
+            ),
+        });
+    }
+    (out, best, changed_at)
+}
+
+/// Whether a set of checks is a node fault (`Some(check)`: the deciding one), healthy (`None`),
+/// or cannot be told. A chain halt is never a node fault.
+fn verdict(checks: &[Check]) -> Verdict<'_> {
+    // Order of importance: down, stalled (the root cause of falling behind), syncing or
+    // behind, finality, peers.
+    const PRIORITY: [&str; 5] = [
+        "Reachable",
+        "BlockProduction",
+        "Synced",
+        "Finalizing",
+        "PeersHealthy",
+    ];
+    for t in PRIORITY {
+        let deciding = checks
+            .iter()
+            .find(|c| c.type_ == t && c.status == Status::False && c.reason != "ChainHalted");
+        if let Some(c) = deciding {
+            return Verdict::Bad(c);
+        }
+    }
+    if checks
+        .iter()
+        .any(|c| c.status == Status::Unknown && c.reason == "ProbeError")
+    {
+        return Verdict::Indeterminate;
+    }
+    Verdict::Good
+}
+
+enum Verdict<'a> {
+    Good,
+    Bad(&'a Check),
+    Indeterminate,
+}
+
+/// The result of judging one probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Conditions to publish (each applicable type plus `Ready`), or `None` to keep the
+    /// published ones (inside the hysteresis window).
+    pub publish: Option<Vec<Check>>,
+    /// Updated memory.
+    pub memory: Memory,
+    /// The instant checks of this probe (for logs and `vigil probe`).
+    pub checks: Vec<Check>,
+}
+
+/// Judges one probe. `published_ready` is the status of the `Ready` condition users see now
+/// (`None` before the first verdict).
+pub fn evaluate(
+    chain: Chain,
+    outcome: &Outcome,
+    memory: &Memory,
+    fleet: &FleetView,
+    limits: &Limits,
+    published_ready: Option<Status>,
+    now: Timestamp,
+) -> Evaluation {
+    let (checks, best, best_changed_at) =
+        instant_checks(chain, outcome, memory, fleet, limits, now);
+    let v = verdict(&checks);
+    let good = matches!(v, Verdict::Good);
+    let memory = Memory {
+        best,
+        best_changed_at,
+        failures: if good {
+            0
+        } else {
+            memory.failures.saturating_add(1)
+        },
+        successes: if good {
+            memory.successes.saturating_add(1)
+        } else {
+            0
+        },
+    };
+    let ready = match &v {
+        Verdict::Good => {
+            let halted = checks.iter().any(|c| c.reason == "ChainHalted");
+            let msg = if halted {
+                "The node is healthy; its chain has halted (see the MonitorPolicy's fleetIncident)"
+            } else {
+                "All checks pass"
+            };
+            check(
+                "Ready",
+                Status::True,
+                if halted { "ChainHalted" } else { "Healthy" },
+                msg,
+            )
+        }
+        Verdict::Bad(c) => check("Ready", Status::False, c.reason, c.message.clone()),
+        Verdict::Indeterminate => check(
+            "Ready",
+            Status::Unknown,
+            "ProbeError",
+            "Vigil could not read the node's answers; see the Reachable condition",
+        ),
+    };
+    let confirmed = if good {
+        memory.successes >= limits.success_threshold.max(1)
+    } else {
+        memory.failures >= limits.failure_threshold.max(1)
+    };
+    // Before the first verdict, or when the verdict agrees with what is shown, publish the
+    // details at once (a bad node's details may evolve); otherwise wait for confirmation.
+    let agrees = published_ready == Some(ready.status);
+    let publish = if confirmed || agrees {
+        let mut all = checks.clone();
+        all.push(ready);
+        Some(all)
+    } else {
+        None
+    };
+    Evaluation {
+        publish,
+        memory,
+        checks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            min_peers: 2,
+            max_block_stall: Duration::from_secs(60),
+            max_finality_lag: 10,
+            max_blocks_behind: 5,
+            max_probe_latency: None,
+            failure_threshold: 3,
+            success_threshold: 2,
+        }
+    }
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+    fn ok(best: u64) -> Outcome {
+        Outcome::Answered(Sample {
+            best: Some(best),
+            finalized: Some(best - 2),
+            target: Some(best),
+            peers: Some(10),
+            syncing: Some(false),
+            latency: Duration::from_millis(5),
+        })
+    }
+    fn find<'a>(cs: &'a [Check], t: &str) -> &'a Check {
+        cs.iter().find(|c| c.type_ == t).unwrap()
+    }
+    fn fleet(highest: u64, changed: i64, members: u32) -> FleetView {
+        FleetView {
+            highest: Some(highest),
+            highest_changed_at: Some(at(changed)),
+            members,
+        }
+    }
+
+    /// Runs probes through `evaluate`, keeping memory and the published Ready like the engine.
+    struct Sim {
+        mem: Memory,
+        ready: Option<Status>,
+        published: Vec<Check>,
+    }
+    impl Sim {
+        fn new() -> Self {
+            Sim {
+                mem: Memory::default(),
+                ready: None,
+                published: vec![],
+            }
+        }
+        fn probe(&mut self, o: Outcome, f: &FleetView, now: Timestamp) -> bool {
+            let e = evaluate(
+                Chain::Substrate,
+                &o,
+                &self.mem,
+                f,
+                &limits(),
+                self.ready,
+                now,
+            );
+            self.mem = e.memory;
+            match e.publish {
+                Some(p) => {
+                    self.ready = Some(find(&p, "Ready").status);
+                    self.published = p;
+                    true
+                }
+                None => false,
+            }
+        }
+        fn ready(&self) -> (&str, &str) {
+            let r = find(&self.published, "Ready");
+            (r.status.as_str(), r.reason)
+        }
+    }
+
+    #[test]
+    fn a_healthy_node_is_ready_with_stable_messages() {
+        let mut s = Sim::new();
+        let f = fleet(100, 0, 3);
+        assert!(
+            !s.probe(ok(100), &f, at(0)),
+            "one good probe is not yet confirmed (successThreshold 2)"
+        );
+        assert!(s.probe(ok(101), &f, at(10)));
+        assert_eq!(s.ready(), ("True", "Healthy"));
+        let before = s.published.clone();
+        s.probe(ok(102), &fleet(102, 20, 3), at(20));
+        assert_eq!(
+            s.published, before,
+            "a steady healthy node publishes the same conditions"
+        );
+    }
+
+    #[test]
+    fn failures_need_the_threshold_to_show() {
+        let mut s = Sim::new();
+        let f = fleet(100, 0, 3);
+        s.probe(ok(100), &f, at(0));
+        s.probe(ok(100), &f, at(1));
+        let down = Outcome::Down {
+            reason: "ConnectionRefused",
+            message: "connection refused".into(),
+        };
+        assert!(!s.probe(down.clone(), &f, at(2)));
+        assert!(!s.probe(down.clone(), &f, at(3)));
+        assert_eq!(s.ready(), ("True", "Healthy"));
+        assert!(s.probe(down.clone(), &f, at(4)));
+        assert_eq!(s.ready(), ("False", "ConnectionRefused"));
+        assert_eq!(find(&s.published, "Synced").status, Status::Unknown);
+        // One good probe does not flip back (successThreshold 2): no flapping.
+        assert!(!s.probe(ok(101), &f, at(5)));
+        assert!(
+            s.probe(down, &f, at(6)),
+            "still down: details republished (no change)"
+        );
+        s.probe(ok(102), &f, at(7));
+        assert!(s.probe(ok(103), &f, at(8)));
+        assert_eq!(s.ready(), ("True", "Healthy"));
+    }
+
+    #[test]
+    fn garbage_is_unknown_not_down() {
+        let mut s = Sim::new();
+        let f = fleet(100, 0, 3);
+        let bad = Outcome::Indeterminate {
+            message: "invalid JSON".into(),
+        };
+        for i in 0..3 {
+            s.probe(bad.clone(), &f, at(i));
+        }
+        assert_eq!(s.ready(), ("Unknown", "ProbeError"));
+        assert_eq!(find(&s.published, "Reachable").status, Status::Unknown);
+    }
+
+    #[test]
+    fn a_node_stall_is_a_fault_while_the_fleet_moves_on() {
+        let mut s = Sim::new();
+        s.probe(ok(100), &fleet(100, 0, 3), at(0));
+        s.probe(ok(100), &fleet(100, 0, 3), at(10));
+        // The fleet keeps advancing, this node stays at #100.
+        for t in [70, 80, 90] {
+            s.probe(ok(100), &fleet(100 + t as u64 / 6, t - 5, 3), at(t));
+        }
+        assert_eq!(s.ready().1, "BlockStalled");
+        assert!(
+            find(&s.published, "BlockProduction")
+                .message
+                .contains("#100")
+        );
+    }
+
+    #[test]
+    fn a_chain_halt_is_not_a_node_fault() {
+        let mut s = Sim::new();
+        s.probe(ok(100), &fleet(100, 0, 5), at(0));
+        s.probe(ok(100), &fleet(100, 0, 5), at(10));
+        for t in [70, 80, 90] {
+            s.probe(ok(100), &fleet(100, 0, 5), at(t));
+        }
+        let bp = find(&s.published, "BlockProduction");
+        assert_eq!((bp.status, bp.reason), (Status::False, "ChainHalted"));
+        assert_eq!(s.ready(), ("True", "ChainHalted"));
+    }
+
+    #[test]
+    fn a_lone_validator_cannot_blame_the_chain() {
+        let mut s = Sim::new();
+        for t in [0, 10, 70, 80, 90] {
+            s.probe(ok(100), &fleet(100, 0, 1), at(t));
+        }
+        assert_eq!(s.ready().1, "BlockStalled");
+    }
+
+    #[test]
+    fn syncing_behind_finality_and_peers() {
+        let f = fleet(200, 0, 3);
+        let e = |sample: Sample| {
+            let (checks, _, _) = instant_checks(
+                Chain::Substrate,
+                &Outcome::Answered(sample),
+                &Memory::default(),
+                &f,
+                &limits(),
+                at(0),
+            );
+            checks
+        };
+        let base = Sample {
+            best: Some(200),
+            finalized: Some(198),
+            peers: Some(5),
+            syncing: Some(false),
+            ..Default::default()
+        };
+        let c = e(Sample {
+            syncing: Some(true),
+            ..base.clone()
+        });
+        assert_eq!(find(&c, "Synced").reason, "Syncing");
+        let c = e(Sample {
+            best: Some(190),
+            finalized: Some(189),
+            ..base.clone()
+        });
+        assert_eq!(find(&c, "Synced").reason, "BehindFleet");
+        let c = e(Sample {
+            finalized: Some(150),
+            ..base.clone()
+        });
+        assert_eq!(find(&c, "Finalizing").reason, "FinalityLagging");
+        let c = e(Sample {
+            peers: Some(1),
+            ..base.clone()
+        });
+        assert_eq!(find(&c, "PeersHealthy").reason, "TooFewPeers");
+        let c = e(base);
+        assert!(c.iter().all(|c| c.status == Status::True), "{c:?}");
+    }
+
+    #[test]
+    fn slow_answers_count_as_unreachable_when_bounded() {
+        let mut l = limits();
+        l.max_probe_latency = Some(Duration::from_millis(100));
+        let sample = Sample {
+            best: Some(1),
+            finalized: Some(1),
+            peers: Some(9),
+            latency: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let (c, _, _) = instant_checks(
+            Chain::Substrate,
+            &Outcome::Answered(sample),
+            &Memory::default(),
+            &FleetView::default(),
+            &l,
+            at(0),
+        );
+        assert_eq!(find(&c, "Reachable").reason, "SlowResponse");
+    }
+
+    #[test]
+    fn http_and_tcp_only_judge_reachability() {
+        let (c, _, _) = instant_checks(
+            Chain::Tcp,
+            &Outcome::Answered(Sample::default()),
+            &Memory::default(),
+            &FleetView::default(),
+            &limits(),
+            at(0),
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].type_, "Reachable");
+    }
+}
