@@ -28,6 +28,21 @@ fn validator_yaml(name: &str, policy: &str) -> String {
     )
 }
 
+fn lease_holder(c: &Cluster, ns: &str) -> String {
+    let jsonpath = "jsonpath={.spec.holderIdentity}";
+    c.kubectl_ok(&[
+        "get",
+        "lease",
+        "-n",
+        ns,
+        &format!("vigil-{ns}"),
+        "-o",
+        jsonpath,
+    ])
+    .trim()
+    .to_string()
+}
+
 fn has_event(c: &Cluster, ns: &str, name: &str, type_: &str, reason: &str) -> bool {
     events_for(c, ns, name)
         .iter()
@@ -155,16 +170,8 @@ fn exactly_one_leader_acts_and_a_standby_takes_over() {
         None,
         "standby must not reconcile anything"
     );
-    let holder = c.kubectl_ok(&[
-        "get",
-        "lease",
-        "-n",
-        &ns,
-        &format!("vigil-{ns}"),
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    assert_eq!(holder.trim(), "replica-a");
+    let holder = lease_holder(c, &ns);
+    assert_eq!(holder, "replica-a");
 
     // Kill the leader without a chance to release its lease: the standby must take over
     // within the lease duration (6 s in tests), plus a renewal period of slack.
@@ -176,16 +183,8 @@ fn exactly_one_leader_acts_and_a_standby_takes_over() {
 
     apply_ok(c, &ns, &validator_yaml("v2", "substrate-main"));
     wait_condition(c, &ns, "mv/v2", "Ready", "Unknown", "Pending", T);
-    let holder = c.kubectl_ok(&[
-        "get",
-        "lease",
-        "-n",
-        &ns,
-        &format!("vigil-{ns}"),
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    assert_eq!(holder.trim(), "replica-b");
+    let holder = lease_holder(c, &ns);
+    assert_eq!(holder, "replica-b");
 }
 
 #[test]
@@ -209,18 +208,9 @@ fn sigterm_exits_zero_within_five_seconds_and_releases_the_lease() {
     );
     // The lease was released on the way out (no holder left behind), and the standby leads
     // within one lease duration.
-    let holder = c.kubectl_ok(&[
-        "get",
-        "lease",
-        "-n",
-        &ns,
-        &format!("vigil-{ns}"),
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
+    let holder = lease_holder(c, &ns);
     assert_ne!(
-        holder.trim(),
-        "term-a",
+        holder, "term-a",
         "the lease must not stay with a process that exited"
     );
     let took = b.wait_leader(Duration::from_secs(20));

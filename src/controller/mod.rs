@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
 use kube::core::{DeserializeGuard, error_boundary::InvalidObject};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -163,6 +164,38 @@ pub async fn report_invalid<K: Resource<DynamicType = ()>>(ctx: &Context, invali
         ),
     )
     .await;
+}
+
+/// Runs `reconcile` for a readable object with metrics around it; an unreadable one is
+/// reported once and left alone until it changes.
+pub async fn instrumented<K, F>(
+    obj: &DeserializeGuard<K>,
+    ctx: &Ctx,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    F: AsyncFnOnce(&K) -> Result<Action, Error>,
+{
+    let kind = K::kind(&());
+    let object = match &obj.0 {
+        Ok(o) => o,
+        Err(invalid) => {
+            report_invalid::<K>(ctx, invalid).await;
+            return Ok(Action::await_change());
+        }
+    };
+    let started = std::time::Instant::now();
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[kind.as_ref()])
+        .inc();
+    let result = reconcile(object).await;
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&[kind.as_ref()])
+        .observe(started.elapsed().as_secs_f64());
+    result
 }
 
 /// Requeue interval after an error.

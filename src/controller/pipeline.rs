@@ -1,7 +1,7 @@
 //! The PipelineRun controller. In this version it validates the run (step graph, Job
 //! templates, policy) and publishes a first honest `Succeeded` condition.
 
-use super::{Ctx, Error, event_for_change, report_invalid};
+use super::{Ctx, Error, event_for_change};
 use crate::api::{PipelineRun, PipelineRunStatus, StepStatus};
 use crate::conditions::{self, Desired};
 use crate::controller::validator::{PolicyState, policy_state};
@@ -11,7 +11,6 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The kind name used in metrics and logs.
 pub const KIND: &str = "PipelineRun";
@@ -72,21 +71,7 @@ pub fn initial_succeeded(
 
 /// Reconciles one run.
 pub async fn reconcile(obj: Arc<DeserializeGuard<PipelineRun>>, ctx: Ctx) -> Result<Action, Error> {
-    let run = match &obj.0 {
-        Ok(r) => r,
-        Err(invalid) => {
-            report_invalid::<PipelineRun>(&ctx, invalid).await;
-            return Ok(Action::await_change());
-        }
-    };
-    let started = Instant::now();
-    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
-    let result = reconcile_valid(run, &ctx).await;
-    ctx.metrics
-        .reconcile_duration
-        .with_label_values(&[KIND])
-        .observe(started.elapsed().as_secs_f64());
-    result
+    super::instrumented(&obj, &ctx, async |o| reconcile_valid(o, &ctx).await).await
 }
 
 async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> {

@@ -1,13 +1,12 @@
 //! The MonitorPolicy controller: validates the policy and counts the validators it governs.
 
-use super::{Ctx, Error, event_for_change, report_invalid};
+use super::{Ctx, Error, event_for_change};
 use crate::api::{MonitorPolicy, MonitorPolicySpec, MonitorPolicyStatus, MonitoredValidator};
 use crate::conditions::{self, Desired};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The kind name used in metrics and logs.
 pub const KIND: &str = "MonitorPolicy";
@@ -94,21 +93,7 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<MonitorPolicy>>,
     ctx: Ctx,
 ) -> Result<Action, Error> {
-    let policy = match &obj.0 {
-        Ok(p) => p,
-        Err(invalid) => {
-            report_invalid::<MonitorPolicy>(&ctx, invalid).await;
-            return Ok(Action::await_change());
-        }
-    };
-    let started = Instant::now();
-    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
-    let result = reconcile_valid(policy, &ctx).await;
-    ctx.metrics
-        .reconcile_duration
-        .with_label_values(&[KIND])
-        .observe(started.elapsed().as_secs_f64());
-    result
+    super::instrumented(&obj, &ctx, async |o| reconcile_valid(o, &ctx).await).await
 }
 
 async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Error> {

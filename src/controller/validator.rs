@@ -1,7 +1,7 @@
 //! The MonitoredValidator controller. In this version it validates the object (its policy
 //! resolves and is valid) and publishes a first honest `Ready` condition.
 
-use super::{Ctx, Error, event_for_change, report_invalid};
+use super::{Ctx, Error, event_for_change};
 use crate::api::{MonitorPolicy, MonitoredValidator, MonitoredValidatorStatus};
 use crate::conditions::{self, Desired};
 use kube::core::DeserializeGuard;
@@ -9,7 +9,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The kind name used in metrics and logs.
 pub const KIND: &str = "MonitoredValidator";
@@ -80,21 +79,7 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<MonitoredValidator>>,
     ctx: Ctx,
 ) -> Result<Action, Error> {
-    let mv = match &obj.0 {
-        Ok(mv) => mv,
-        Err(invalid) => {
-            report_invalid::<MonitoredValidator>(&ctx, invalid).await;
-            return Ok(Action::await_change());
-        }
-    };
-    let started = Instant::now();
-    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
-    let result = reconcile_valid(mv, &ctx).await;
-    ctx.metrics
-        .reconcile_duration
-        .with_label_values(&[KIND])
-        .observe(started.elapsed().as_secs_f64());
-    result
+    super::instrumented(&obj, &ctx, async |o| reconcile_valid(o, &ctx).await).await
 }
 
 async fn reconcile_valid(mv: &MonitoredValidator, ctx: &Ctx) -> Result<Action, Error> {
