@@ -29,6 +29,9 @@ enum Command {
         #[arg(long)]
         out_dir: Vec<std::path::PathBuf>,
     },
+    /// Probe one node once (or a few times) and print what Vigil would conclude; no cluster
+    /// needed. Exit code: 0 healthy, 1 unhealthy, 3 cannot tell, 64 bad arguments.
+    Probe(vigil::inspect::ProbeArgs),
     /// Print the version.
     Version,
 }
@@ -62,6 +65,13 @@ struct RunArgs {
     /// Most reconciles running at once, per kind.
     #[arg(long, env = "VIGIL_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Most probes in flight at once.
+    #[arg(long, env = "VIGIL_PROBE_CONCURRENCY", default_value_t = 512)]
+    probe_concurrency: usize,
+    /// Also refresh block heights in status this often when nothing else changed (e.g. 5m);
+    /// 0s writes them only together with a change, so a healthy fleet causes no writes.
+    #[arg(long, env = "VIGIL_FACTS_REFRESH", default_value = "0s")]
+    facts_refresh: String,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +91,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => run(args),
+        Command::Probe(args) => ExitCode::from(vigil::inspect::main(args)),
     }
 }
 
@@ -115,6 +126,13 @@ fn run(args: RunArgs) -> ExitCode {
             }
         };
         let identity = args.identity.unwrap_or_else(default_identity);
+        let facts_refresh = match vigil::duration::parse(&args.facts_refresh) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "--facts-refresh");
+                return ExitCode::FAILURE;
+            }
+        };
         let settings = Settings {
             namespace: args.namespace,
             selector: args.selector,
@@ -127,6 +145,8 @@ fn run(args: RunArgs) -> ExitCode {
                 grace_secs: (args.lease_duration / 3).max(1),
             },
             concurrency: args.concurrency,
+            probe_concurrency: args.probe_concurrency,
+            facts_refresh,
         };
         match operator::run(client, settings, Shutdown::on_signals()).await {
             Ok(()) => {

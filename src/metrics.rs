@@ -1,7 +1,8 @@
 //! Prometheus metrics, registered once per process.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric Vigil exports.
@@ -18,6 +19,16 @@ pub struct Metrics {
     pub status_writes: IntCounterVec,
     /// 1 while this process holds the leader lease.
     pub leader: IntGauge,
+    /// Probes finished, by chain and result (`ok` or the error class).
+    pub probes: IntCounterVec,
+    /// Probe duration, by chain.
+    pub probe_latency: HistogramVec,
+    /// Delay between a probe's due time and its start.
+    pub probe_lateness: Histogram,
+    /// Probes skipped because the previous one of the same validator was still running.
+    pub probes_skipped: IntCounter,
+    /// Watched validators by published Ready status.
+    pub validators: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -62,12 +73,52 @@ impl Metrics {
             "1 while this process holds the leader lease",
         )
         .expect("valid metric");
+        let probes = IntCounterVec::new(
+            Opts::new("vigil_probes_total", "Probes finished, by chain and result"),
+            &["chain", "result"],
+        )
+        .expect("valid metric");
+        let probe_latency = HistogramVec::new(
+            HistogramOpts::new("vigil_probe_duration_seconds", "Probe duration, by chain").buckets(
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
+            &["chain"],
+        )
+        .expect("valid metric");
+        let probe_lateness = Histogram::with_opts(
+            HistogramOpts::new(
+                "vigil_probe_lateness_seconds",
+                "Delay between a probe's due time and its start",
+            )
+            .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        )
+        .expect("valid metric");
+        let probes_skipped = IntCounter::new(
+            "vigil_probes_skipped_total",
+            "Probes skipped because the previous probe of the same validator was still running",
+        )
+        .expect("valid metric");
+        let validators = IntGaugeVec::new(
+            Opts::new(
+                "vigil_validators",
+                "Watched validators by published Ready status",
+            ),
+            &["ready"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(status_writes.clone()),
             Box::new(leader.clone()),
+            Box::new(probes.clone()),
+            Box::new(probe_latency.clone()),
+            Box::new(probe_lateness.clone()),
+            Box::new(probes_skipped.clone()),
+            Box::new(validators.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -78,6 +129,11 @@ impl Metrics {
             reconcile_duration,
             status_writes,
             leader,
+            probes,
+            probe_latency,
+            probe_lateness,
+            probes_skipped,
+            validators,
         }
     }
 

@@ -5,6 +5,7 @@ use crate::api::{MonitorPolicy, MonitoredValidator, PipelineRun};
 use crate::controller::{self, Context, Ctx};
 use crate::leader::{Election, LeaseConfig};
 use crate::metrics::Metrics;
+use crate::monitor::Monitor;
 use crate::server::{self, Readiness};
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -33,6 +34,11 @@ pub struct Settings {
     pub lease: LeaseConfig,
     /// Most reconciles running at once, per controller.
     pub concurrency: u16,
+    /// Most probes in flight at once.
+    pub probe_concurrency: usize,
+    /// Refresh block heights in status at most this often even without a change (0: only
+    /// with a change).
+    pub facts_refresh: Duration,
 }
 
 /// Why the operator stopped other than by a signal.
@@ -234,12 +240,22 @@ async fn run_controllers(
         controller: "vigil".into(),
         instance: Some(settings.lease.identity.clone()),
     };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let monitor = Monitor::new(
+        client.clone(),
+        recorder.clone(),
+        metrics.clone(),
+        settings.probe_concurrency,
+        settings.facts_refresh,
+        validators.clone(),
+    );
     let ctx: Ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder,
         metrics: metrics.clone(),
         policies: policies.clone(),
         validators: validators.clone(),
+        monitor: monitor.clone(),
     });
 
     // A policy appearing or changing re-reconciles the validators and runs that point at it.
@@ -283,10 +299,26 @@ async fn run_controllers(
         .run(controller::policy::reconcile, error_policy, ctx.clone())
         .for_each(log_result);
     let r = run_ctl
-        .graceful_shutdown_on(stop)
+        .graceful_shutdown_on(stop.clone())
         .run(controller::pipeline::reconcile, error_policy, ctx.clone())
         .for_each(log_result);
-    futures::join!(v, p, r);
+    let gauge = {
+        let (monitor, metrics, stop) = (monitor.clone(), metrics.clone(), stop.clone());
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let refresh = async {
+                loop {
+                    tick.tick().await;
+                    let (t, f, u) = monitor.ready_counts();
+                    for (label, n) in [("True", t), ("False", f), ("Unknown", u)] {
+                        metrics.validators.with_label_values(&[label]).set(n as i64);
+                    }
+                }
+            };
+            tokio::select! { _ = refresh => {}, _ = stop => {} }
+        }
+    };
+    futures::join!(v, p, r, monitor.run(stop.clone()), gauge);
     tracing::info!("controllers stopped");
 }
 

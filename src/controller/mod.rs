@@ -55,6 +55,8 @@ pub struct Context {
     pub policies: Store<DeserializeGuard<MonitorPolicy>>,
     /// Cache of every validator in scope.
     pub validators: Store<DeserializeGuard<MonitoredValidator>>,
+    /// Probes validators and writes their status.
+    pub monitor: Arc<crate::monitor::Monitor>,
 }
 
 impl Context {

@@ -99,7 +99,13 @@ pub async fn reconcile(
 async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
-    let mut status: MonitorPolicyStatus = policy.status.clone().unwrap_or_default();
+    // The fleet incident belongs to the monitor (its own field manager): leave it out, so
+    // this apply neither takes it over nor removes it.
+    let current = policy.status.clone().map(|mut s| {
+        s.fleet_incident = None;
+        s
+    });
+    let mut status: MonitorPolicyStatus = current.clone().unwrap_or_default();
     status.observed_generation = policy.meta().generation;
 
     let state = ctx.validators.state();
@@ -134,8 +140,7 @@ async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Er
         policy.meta().generation,
         &conditions::now(),
     );
-    ctx.write_status(policy, policy.status.as_ref(), &status)
-        .await?;
+    ctx.write_status(policy, current.as_ref(), &status).await?;
     event_for_change(ctx, &policy.object_ref(&()), &change, st, reason, &message).await;
     Ok(Action::await_change())
 }

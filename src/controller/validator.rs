@@ -1,13 +1,14 @@
 //! The MonitoredValidator controller. In this version it validates the object (its policy
 //! resolves and is valid) and publishes a first honest `Ready` condition.
 
-use super::{Ctx, Error, event_for_change};
-use crate::api::{MonitorPolicy, MonitoredValidator, MonitoredValidatorStatus};
-use crate::conditions::{self, Desired};
+use super::{Ctx, Error};
+use crate::api::{MonitorPolicy, MonitorPolicySpec, MonitoredValidator};
+use crate::conditions::Desired;
+use crate::monitor::Config;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use std::sync::Arc;
 
 /// The kind name used in metrics and logs.
@@ -55,6 +56,15 @@ pub fn initial_ready(policy_name: &str, namespace: &str, policy: &PolicyState) -
 /// Looks a policy up in the cache, and asks the API server when the cache does not have it
 /// (the cache may still be filling right after a start).
 pub async fn policy_state(ctx: &Ctx, namespace: &str, name: &str) -> Result<PolicyState, Error> {
+    Ok(lookup_policy(ctx, namespace, name).await?.0)
+}
+
+/// The policy's state and, when valid, its spec.
+pub async fn lookup_policy(
+    ctx: &Ctx,
+    namespace: &str,
+    name: &str,
+) -> Result<(PolicyState, Option<MonitorPolicySpec>), Error> {
     let key = ObjectRef::<DeserializeGuard<MonitorPolicy>>::new(name).within(namespace);
     let policy = match ctx.policies.get(&key) {
         Some(p) => Some(p.0.clone().map_err(|e| e.error)),
@@ -65,11 +75,11 @@ pub async fn policy_state(ctx: &Ctx, namespace: &str, name: &str) -> Result<Poli
         }
     };
     Ok(match policy {
-        None => PolicyState::Missing,
-        Some(Err(decode)) => PolicyState::Invalid(decode),
+        None => (PolicyState::Missing, None),
+        Some(Err(decode)) => (PolicyState::Invalid(decode), None),
         Some(Ok(p)) => match super::policy::validate(&p.spec) {
-            Ok(()) => PolicyState::Valid,
-            Err(problems) => PolicyState::Invalid(problems.join("; ")),
+            Ok(()) => (PolicyState::Valid, Some(p.spec)),
+            Err(problems) => (PolicyState::Invalid(problems.join("; ")), None),
         },
     })
 }
@@ -85,20 +95,27 @@ pub async fn reconcile(
 async fn reconcile_valid(mv: &MonitoredValidator, ctx: &Ctx) -> Result<Action, Error> {
     let namespace = mv.namespace().unwrap_or_default();
     let policy_name = &mv.spec.policy_ref.name;
-    let policy = policy_state(ctx, &namespace, policy_name).await?;
-
-    let mut status: MonitoredValidatorStatus = mv.status.clone().unwrap_or_default();
-    status.observed_generation = mv.meta().generation;
-    let want = initial_ready(policy_name, &namespace, &policy);
-    let (st, reason, message) = (want.status, want.reason, want.message.clone());
-    let change = conditions::set(
-        &mut status.conditions,
-        want,
-        mv.meta().generation,
-        &conditions::now(),
-    );
-    ctx.write_status(mv, mv.status.as_ref(), &status).await?;
-    event_for_change(ctx, &mv.object_ref(&()), &change, st, reason, &message).await;
+    // The monitor owns the validator's status: it probes a validator whose policy is valid,
+    // and shows why it does not otherwise.
+    match lookup_policy(ctx, &namespace, policy_name).await? {
+        (PolicyState::Valid, Some(spec)) => match Config::new(mv, &spec) {
+            Ok(config) => ctx.monitor.watch(mv, config).await,
+            Err(why) => {
+                let ready = Desired {
+                    type_: "Ready",
+                    status: "False",
+                    reason: "InvalidSpec",
+                    message: format!("Cannot probe this validator: {why}"),
+                };
+                ctx.monitor.block(mv, ready).await;
+            }
+        },
+        (state, _) => {
+            ctx.monitor
+                .block(mv, initial_ready(policy_name, &namespace, &state))
+                .await
+        }
+    }
     // A missing policy is noticed through the policy watch; nothing to poll.
     Ok(Action::await_change())
 }

@@ -1,0 +1,148 @@
+//! The fleet view: validators of one chain under one policy, seen together. It answers "how
+//! far behind the fleet is this node" and "has the whole chain stopped" (a halt is not a node
+//! fault). Pure data, fed by probe results; rebuilt from observations after a restart.
+
+use crate::health::FleetView;
+use jiff::Timestamp;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+struct Member {
+    best: u64,
+    seen: Timestamp,
+}
+
+/// One fleet (policy + chain).
+#[derive(Clone, Debug, Default)]
+pub struct Fleet {
+    members: HashMap<String, Option<Member>>,
+    highest: Option<u64>,
+    highest_changed_at: Option<Timestamp>,
+}
+
+impl Fleet {
+    /// Adds a validator to the fleet (before it was ever observed).
+    pub fn join(&mut self, name: &str) {
+        self.members.entry(name.to_string()).or_insert(None);
+    }
+
+    /// Removes a validator (deleted, or moved to another policy).
+    pub fn leave(&mut self, name: &str) {
+        self.members.remove(name);
+    }
+
+    /// Validators in the fleet.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the fleet has no member.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Records a best block seen on `name` at `now`. Only fresh observations (within
+    /// `freshness`) count toward the fleet's highest block, so a dead node's old height
+    /// neither raises nor holds it.
+    pub fn observe(&mut self, name: &str, best: Option<u64>, now: Timestamp, freshness: Duration) {
+        if let Some(b) = best {
+            self.members
+                .insert(name.to_string(), Some(Member { best: b, seen: now }));
+        } else {
+            self.members.entry(name.to_string()).or_insert(None);
+        }
+        let fresh_max = self
+            .members
+            .values()
+            .flatten()
+            .filter(|m| age(m.seen, now) <= freshness)
+            .map(|m| m.best)
+            .max();
+        // The highest block follows the fresh members (it may drop when the leader dies);
+        // only a rise counts as the fleet moving.
+        if let Some(h) = fresh_max {
+            if self.highest.is_none_or(|prev| h > prev) {
+                self.highest_changed_at = Some(now);
+            }
+            self.highest = Some(h);
+        }
+    }
+
+    /// The view one evaluation needs.
+    pub fn view(&self) -> FleetView {
+        FleetView {
+            highest: self.highest,
+            highest_changed_at: self.highest_changed_at,
+            members: self.members.len() as u32,
+        }
+    }
+}
+
+fn age(seen: Timestamp, now: Timestamp) -> Duration {
+    now.duration_since(seen)
+        .try_into()
+        .unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+    const FRESH: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn highest_block_and_when_it_moved() {
+        let mut f = Fleet::default();
+        f.observe("a", Some(10), at(0), FRESH);
+        f.observe("b", Some(12), at(1), FRESH);
+        assert_eq!(f.view().highest, Some(12));
+        assert_eq!(f.view().highest_changed_at, Some(at(1)));
+        f.observe("a", Some(11), at(5), FRESH);
+        assert_eq!(
+            f.view().highest_changed_at,
+            Some(at(1)),
+            "a lower node does not move the fleet"
+        );
+        f.observe("b", Some(13), at(6), FRESH);
+        assert_eq!(f.view().highest_changed_at, Some(at(6)));
+        assert_eq!(f.view().members, 2);
+    }
+
+    #[test]
+    fn a_halted_chain_is_seen_as_one() {
+        let mut f = Fleet::default();
+        for (t, n) in [(0, "a"), (1, "b"), (2, "c")] {
+            f.observe(n, Some(100), at(t), FRESH);
+        }
+        for t in (10..200).step_by(10) {
+            for n in ["a", "b", "c"] {
+                f.observe(n, Some(100), at(t), FRESH);
+            }
+        }
+        assert!(f.view().halted(at(200), Duration::from_secs(120)));
+        assert!(!f.view().halted(at(100), Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn stale_members_do_not_count_and_leavers_go() {
+        let mut f = Fleet::default();
+        f.join("a");
+        f.join("b");
+        assert_eq!(f.view().members, 2);
+        f.observe("a", Some(500), at(0), FRESH);
+        f.observe("b", Some(100), at(100), FRESH);
+        // a's 500 is stale at t=100: the fleet's highest is what live nodes report.
+        assert_eq!(f.view().highest, Some(100));
+        assert_eq!(
+            f.view().highest_changed_at,
+            Some(at(0)),
+            "a drop is not progress"
+        );
+        f.leave("a");
+        assert_eq!(f.len(), 1);
+    }
+}

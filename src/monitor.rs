@@ -1,0 +1,783 @@
+//! The monitor: probes every watched validator on its policy's interval, judges each result
+//! (`health`), keeps the fleet view (`fleet`), and writes what users see (status conditions
+//! and Events). It is the only writer of MonitoredValidator status.
+//!
+//! Scheduling: each validator has a fixed phase inside its interval (a hash of its name, so
+//! load spreads evenly and stays put across restarts). The next due time is the previous due
+//! time plus the interval, so slow probes never make the schedule drift; a probe still running
+//! when its next turn comes is skipped (counted), never stacked. At most `concurrency` probes
+//! run at once.
+//!
+//! Status writes: only when a condition, the observed generation or the published facts change.
+//! Block heights alone do not count (a steady healthy fleet causes no writes); they are
+//! refreshed with every write, and at most every `facts_refresh` when that is non-zero.
+
+use crate::api::{
+    Chain, ChainFacts, FleetIncident, MonitorPolicy, MonitorPolicySpec, MonitoredValidator,
+    MonitoredValidatorStatus, ProbeRecord,
+};
+use crate::conditions::{self, Change, Desired};
+use crate::fleet::Fleet;
+use crate::health::{self, Check, Limits, Memory, Outcome, Sample, Status};
+use crate::metrics::Metrics;
+use crate::probe::{ProbeError, ProbeKind, ProbeOptions, ProbeTarget, Prober};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+
+/// Field manager of the status the monitor writes.
+const FIELD_MANAGER: &str = "vigil";
+/// Field manager of the policy's fleet incident (the policy controller owns the rest).
+const FLEET_MANAGER: &str = "vigil-fleet";
+
+/// A validator, by namespace and name.
+pub type Key = (String, String);
+
+/// How one validator is probed and judged; rebuilt from the spec and its policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Chain.
+    pub chain: Chain,
+    /// Where and what to ask.
+    pub target: ProbeTarget,
+    /// Probe timeout and body cap.
+    pub options: ProbeOptions,
+    /// Health thresholds.
+    pub limits: Limits,
+    /// Probe interval.
+    pub interval: Duration,
+    /// Policy name (fleet membership).
+    pub policy: String,
+    /// Generation of the validator this config was built from.
+    pub generation: Option<i64>,
+}
+
+impl Config {
+    /// Builds the config of a validator under a (valid) policy.
+    pub fn new(mv: &MonitoredValidator, policy: &MonitorPolicySpec) -> Result<Config, String> {
+        let d = |what: &str, v: &crate::api::Dur| v.parse().map_err(|e| format!("{what}: {e}"));
+        let interval = d("probe.interval", &policy.probe.interval)?;
+        let timeout = d("probe.timeout", &policy.probe.timeout)?;
+        let max_probe_latency = match &policy.health.max_probe_latency {
+            Some(l) => Some(d("health.maxProbeLatency", l)?),
+            None => None,
+        };
+        let e = &mv.spec.endpoints;
+        let http = mv.spec.http.clone().unwrap_or_default();
+        let mut expect_json = Vec::new();
+        for f in &http.json_fields {
+            let v = serde_json::from_str(&f.equals)
+                .map_err(|e| format!("http.jsonFields {:?}: equals is not JSON: {e}", f.path))?;
+            expect_json.push((f.path.clone(), v));
+        }
+        Ok(Config {
+            chain: mv.spec.chain,
+            target: ProbeTarget {
+                kind: match mv.spec.chain {
+                    Chain::Substrate => ProbeKind::Substrate,
+                    Chain::Ethereum => ProbeKind::Ethereum,
+                    Chain::Cosmos => ProbeKind::Cosmos,
+                    Chain::Http => ProbeKind::Http,
+                    Chain::Tcp => ProbeKind::Tcp,
+                },
+                rpc: e.rpc.as_ref().map(|u| u.0.clone()),
+                metrics: e.metrics.as_ref().map(|u| u.0.clone()),
+                health: e.health.as_ref().map(|u| u.0.clone()),
+                tcp: e.tcp.clone(),
+                expect_status: http.expected_status,
+                expect_json,
+                metrics_prefix: mv.spec.metrics_prefix.clone(),
+            },
+            options: ProbeOptions {
+                timeout,
+                max_response_bytes: policy.probe.max_response_bytes,
+            },
+            limits: Limits {
+                min_peers: policy.health.min_peers,
+                max_block_stall: d("health.maxBlockStall", &policy.health.max_block_stall)?,
+                max_finality_lag: policy.health.max_finality_lag,
+                max_blocks_behind: policy.health.max_blocks_behind,
+                max_probe_latency,
+                failure_threshold: policy.probe.failure_threshold,
+                success_threshold: policy.probe.success_threshold,
+            },
+            interval,
+            policy: mv.spec.policy_ref.name.clone(),
+            generation: mv.meta().generation,
+        })
+    }
+}
+
+/// How a probe error is judged: the node is down, or its answer cannot be read.
+pub fn outcome_of(result: Result<crate::probe::Observation, ProbeError>) -> Outcome {
+    match result {
+        Ok(o) => Outcome::Answered(Sample {
+            best: o.best_block,
+            finalized: o.finalized_block,
+            target: o.target_block,
+            peers: o.peers,
+            syncing: o.syncing,
+            latency: o.latency,
+        }),
+        Err(e) => {
+            let reason = match &e {
+                ProbeError::Timeout(_) => "Timeout",
+                ProbeError::Connect(_) => "ConnectionFailed",
+                ProbeError::Status(_) => "HttpError",
+                ProbeError::Expectation(_) => "UnexpectedResponse",
+                ProbeError::TooLarge(_)
+                | ProbeError::Malformed(_)
+                | ProbeError::Rpc { .. }
+                | ProbeError::Config(_) => {
+                    return Outcome::Indeterminate {
+                        message: e.to_string(),
+                    };
+                }
+            };
+            Outcome::Down {
+                reason,
+                message: e.to_string(),
+            }
+        }
+    }
+}
+
+struct Entry {
+    /// Not probed: the validator's policy is missing or invalid.
+    blocked: bool,
+    config: Arc<Config>,
+    reference: ObjectReference,
+    next_due: Instant,
+    running: bool,
+    memory: Memory,
+    /// The status as last written (or as found when the entry was created).
+    status: MonitoredValidatorStatus,
+    last_write: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<Key, Entry>,
+    heap: BinaryHeap<Reverse<(Instant, Key)>>,
+    fleets: HashMap<(String, String, Chain), Fleet>,
+    halted: HashMap<(String, String, Chain), bool>,
+}
+
+/// The probing engine; one per process, running while the process leads.
+pub struct Monitor {
+    client: Client,
+    recorder: Recorder,
+    metrics: Metrics,
+    prober: Prober,
+    state: Mutex<State>,
+    wake: Notify,
+    permits: Arc<Semaphore>,
+    facts_refresh: Duration,
+    validators: Store<DeserializeGuard<MonitoredValidator>>,
+}
+
+fn phase(key: &Key, interval: Duration) -> Duration {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    let ms = interval.as_millis().max(1) as u64;
+    Duration::from_millis(h.finish() % ms)
+}
+
+fn fleet_key(ns: &str, c: &Config) -> (String, String, Chain) {
+    (ns.to_string(), c.policy.clone(), c.chain)
+}
+
+impl Monitor {
+    /// A monitor with at most `concurrency` probes in flight.
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Metrics,
+        concurrency: usize,
+        facts_refresh: Duration,
+        validators: Store<DeserializeGuard<MonitoredValidator>>,
+    ) -> Arc<Self> {
+        Arc::new(Monitor {
+            client,
+            recorder,
+            metrics,
+            prober: Prober::new(),
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            facts_refresh,
+            validators,
+        })
+    }
+
+    /// Starts (or updates) probing of a validator. Called by the validator controller on every
+    /// reconcile of a validator whose policy is valid.
+    pub async fn watch(self: &Arc<Self>, mv: &MonitoredValidator, config: Config) {
+        let key = (mv.namespace().unwrap_or_default(), mv.name_any());
+        let config = Arc::new(config);
+        let write = {
+            let mut st = self.state.lock().expect("monitor state");
+            let now = Instant::now();
+            let fk = fleet_key(&key.0, &config);
+            let State {
+                entries,
+                heap,
+                fleets,
+                ..
+            } = &mut *st;
+            // A blocked entry (policy was missing) starts over, keeping what is on display.
+            let kept_status = match entries.get(&key) {
+                Some(e) if e.blocked => entries.remove(&key).map(|e| e.status),
+                _ => None,
+            };
+            match entries.get_mut(&key) {
+                Some(e) if *e.config == *config => false,
+                Some(e) => {
+                    let old = fleet_key(&key.0, &e.config);
+                    if old != fk {
+                        if let Some(f) = fleets.get_mut(&old) {
+                            f.leave(&key.1);
+                        }
+                        fleets.entry(fk).or_default().join(&key.1);
+                    }
+                    if e.config.interval != config.interval {
+                        e.next_due = now + phase(&key, config.interval);
+                        heap.push(Reverse((e.next_due, key.clone())));
+                    }
+                    let generation_changed = e.config.generation != config.generation;
+                    e.config = config.clone();
+                    generation_changed
+                }
+                None => {
+                    fleets.entry(fk).or_default().join(&key.1);
+                    let next_due = now + phase(&key, config.interval);
+                    heap.push(Reverse((next_due, key.clone())));
+                    entries.insert(
+                        key.clone(),
+                        Entry {
+                            blocked: false,
+                            config: config.clone(),
+                            reference: mv.object_ref(&()),
+                            next_due,
+                            running: false,
+                            memory: Memory::default(),
+                            status: kept_status
+                                .unwrap_or_else(|| mv.status.clone().unwrap_or_default()),
+                            last_write: None,
+                        },
+                    );
+                    true
+                }
+            }
+        };
+        self.wake.notify_one();
+        if write {
+            // New or changed spec: show the generation at once, and "waiting for the first
+            // probe" unless a probe verdict is already on display.
+            let pending = Desired {
+                type_: "Ready",
+                status: "Unknown",
+                reason: "Pending",
+                message: format!(
+                    "Governed by MonitorPolicy {:?}; waiting for the first probe",
+                    config.policy
+                ),
+            };
+            self.publish(&key, None, Some(pending), None).await;
+        }
+    }
+
+    /// Stops probing a validator and shows why (its policy is missing or invalid).
+    pub async fn block(self: &Arc<Self>, mv: &MonitoredValidator, ready: Desired<'static>) {
+        let key = (mv.namespace().unwrap_or_default(), mv.name_any());
+        {
+            let mut st = self.state.lock().expect("monitor state");
+            let State {
+                entries, fleets, ..
+            } = &mut *st;
+            if let Some(e) = entries.get(&key)
+                && let Some(f) = fleets.get_mut(&fleet_key(&key.0, &e.config))
+            {
+                f.leave(&key.1);
+            }
+            let status = match entries.get(&key) {
+                Some(e) => e.status.clone(),
+                None => mv.status.clone().unwrap_or_default(),
+            };
+            entries.insert(
+                key.clone(),
+                Entry {
+                    blocked: true,
+                    config: Arc::new(Config {
+                        generation: mv.meta().generation,
+                        ..placeholder_config()
+                    }),
+                    reference: mv.object_ref(&()),
+                    next_due: Instant::now(),
+                    running: false,
+                    memory: Memory::default(),
+                    status,
+                    last_write: None,
+                },
+            );
+        }
+        self.publish(&key, None, Some(ready), None).await;
+    }
+
+    /// Forgets a validator (deleted).
+    pub fn forget(&self, key: &Key) {
+        let mut st = self.state.lock().expect("monitor state");
+        if let Some(e) = st.entries.remove(key) {
+            let fk = fleet_key(&key.0, &e.config);
+            if let Some(f) = st.fleets.get_mut(&fk) {
+                f.leave(&key.1);
+            }
+        }
+    }
+
+    /// Runs the schedule until `stop` resolves.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let next = {
+                let st = self.state.lock().expect("monitor state");
+                st.heap.peek().map(|Reverse((due, _))| *due)
+            };
+            let sleep = async {
+                match next {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = self.wake.notified() => continue,
+                _ = sleep => {}
+            }
+            self.start_due_probes();
+        }
+        // Let running probes finish their writes before the process leaves.
+        let _ = self
+            .permits
+            .acquire_many(self.permits.available_permits() as u32)
+            .await;
+    }
+
+    fn start_due_probes(self: &Arc<Self>) {
+        let now = Instant::now();
+        let mut st = self.state.lock().expect("monitor state");
+        while let Some(Reverse((due, _))) = st.heap.peek() {
+            if *due > now {
+                break;
+            }
+            let Some(Reverse((due, key))) = st.heap.pop() else {
+                break;
+            };
+            let Some(e) = st.entries.get_mut(&key) else {
+                continue;
+            };
+            if e.blocked || e.next_due != due {
+                continue; // superseded by a rescheduling
+            }
+            let interval = e.config.interval;
+            let mut next = due + interval;
+            while next <= now {
+                next += interval; // fell behind by a whole interval: skip, don't burst
+            }
+            e.next_due = next;
+            let running = e.running;
+            let config = e.config.clone();
+            st.heap.push(Reverse((next, key.clone())));
+            if running {
+                self.metrics.probes_skipped.inc();
+                continue;
+            }
+            if let Some(e) = st.entries.get_mut(&key) {
+                e.running = true;
+            }
+            let me = self.clone();
+            tokio::spawn(async move { me.probe_one(key, config, due).await });
+        }
+    }
+
+    async fn probe_one(self: Arc<Self>, key: Key, config: Arc<Config>, due: Instant) {
+        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+            return;
+        };
+        // Deleted validators have no reconcile to tell us; the cache does.
+        let in_cache =
+            ObjectRef::<DeserializeGuard<MonitoredValidator>>::new(&key.1).within(&key.0);
+        if self.validators.get(&in_cache).is_none() {
+            self.forget(&key);
+            return;
+        }
+        let started = Instant::now();
+        self.metrics
+            .probe_lateness
+            .observe(started.saturating_duration_since(due).as_secs_f64());
+        let result = self.prober.probe(&config.target, &config.options).await;
+        let chain = config.chain.as_str();
+        self.metrics
+            .probe_latency
+            .with_label_values(&[chain])
+            .observe(started.elapsed().as_secs_f64());
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.class(),
+        };
+        self.metrics.probes.with_label_values(&[chain, label]).inc();
+        let record = ProbeRecord {
+            time: Some(conditions::now()),
+            latency_ms: Some(started.elapsed().as_millis() as u64),
+            error: result.as_ref().err().map(|e| e.to_string()),
+        };
+        let facts_seen = result.as_ref().ok().map(|o| ChainFacts {
+            best_block: o.best_block,
+            finalized_block: o.finalized_block,
+            target_block: o.target_block,
+            peers: o.peers,
+            syncing: o.syncing,
+            version: o.version.clone(),
+            network: o.network.clone(),
+            last_best_block_change: None,
+        });
+        let outcome = outcome_of(result);
+        let now = Timestamp::now();
+
+        let (evaluation, incident) = {
+            let mut st = self.state.lock().expect("monitor state");
+            let fk = fleet_key(&key.0, &config);
+            let freshness = config.interval * 3;
+            let best = match &outcome {
+                Outcome::Answered(s) => s.best,
+                _ => None,
+            };
+            let fleet = st.fleets.entry(fk.clone()).or_default();
+            fleet.observe(&key.1, best, now, freshness);
+            let view = fleet.view();
+            let halted = view.halted(now, config.limits.max_block_stall);
+            let was = st.halted.insert(fk.clone(), halted).unwrap_or(false);
+            let incident = (halted != was).then_some((fk, halted, view.members, view.highest));
+            let Some(e) = st.entries.get_mut(&key) else {
+                return;
+            };
+            e.running = false;
+            if e.config != config {
+                return; // the spec changed while probing; the next probe uses the new one
+            }
+            let published = conditions::get(&e.status.conditions, "Ready").and_then(|c| {
+                match c.status.as_str() {
+                    "True" => Some(Status::True),
+                    "False" => Some(Status::False),
+                    // "Pending" is not a verdict: the first confirmed result replaces it.
+                    "Unknown" if c.reason != "Pending" => Some(Status::Unknown),
+                    _ => None,
+                }
+            });
+            let ev = health::evaluate(
+                config.chain,
+                &outcome,
+                &e.memory,
+                &view,
+                &config.limits,
+                published,
+                now,
+            );
+            e.memory = ev.memory.clone();
+            (ev, incident)
+        };
+        if let Some((fk, halted, members, highest)) = incident {
+            self.record_incident(&fk, halted, members, highest, now)
+                .await;
+        }
+        let facts = facts_seen.map(|mut f| {
+            f.last_best_block_change = evaluation.memory.best_changed_at.map(Time);
+            f
+        });
+        if let Some(checks) = evaluation.publish {
+            self.publish(&key, Some(checks), None, Some((facts, record)))
+                .await;
+        } else if self.facts_refresh > Duration::ZERO {
+            self.publish(&key, None, None, Some((facts, record))).await;
+        }
+    }
+
+    /// Applies conditions (from a verdict, or one given condition) and facts to the cached
+    /// status, writes it if anything a user sees changed, and emits one Event per transition.
+    async fn publish(
+        &self,
+        key: &Key,
+        checks: Option<Vec<Check>>,
+        ready: Option<Desired<'static>>,
+        seen: Option<(Option<ChainFacts>, ProbeRecord)>,
+    ) {
+        let now = conditions::now();
+        let (status, previous, transitions, reference) = {
+            let mut st = self.state.lock().expect("monitor state");
+            let Some(e) = st.entries.get_mut(key) else {
+                return;
+            };
+            let previous = e.status.clone();
+            let generation = e.config.generation;
+            let mut s = e.status.clone();
+            s.observed_generation = generation;
+            let mut transitions = Vec::new();
+            let mut set = |s: &mut MonitoredValidatorStatus, d: Desired<'_>| {
+                let (t, st, r, m) = (
+                    d.type_.to_string(),
+                    d.status,
+                    d.reason.to_string(),
+                    d.message.clone(),
+                );
+                if let Change::Transitioned { .. } =
+                    conditions::set(&mut s.conditions, d, generation, &now)
+                {
+                    transitions.push((t, st.to_string(), r, m));
+                }
+            };
+            if let Some(checks) = &checks {
+                for c in checks {
+                    let d = Desired {
+                        type_: c.type_,
+                        status: c.status.as_str(),
+                        reason: c.reason,
+                        message: c.message.clone(),
+                    };
+                    set(&mut s, d);
+                }
+                s.consecutive_failures = e.memory.failures;
+                s.consecutive_successes = e.memory.successes;
+            }
+            if let Some(d) = ready {
+                // "Pending" never overrides a verdict already on display.
+                let shown = conditions::get(&s.conditions, "Ready").map(|c| c.reason.as_str());
+                let is_verdict = shown
+                    .is_some_and(|r| !matches!(r, "Pending" | "PolicyNotFound" | "PolicyInvalid"));
+                if !(d.reason == "Pending" && is_verdict) {
+                    set(&mut s, d);
+                }
+            }
+            let conditions_changed = s.conditions != previous.conditions
+                || s.observed_generation != previous.observed_generation;
+            let refresh_due = self.facts_refresh > Duration::ZERO
+                && e.last_write
+                    .is_none_or(|t| t.elapsed() >= self.facts_refresh);
+            if let Some((facts, record)) = seen
+                && (conditions_changed || refresh_due)
+            {
+                if let Some(f) = facts {
+                    s.facts = Some(f);
+                }
+                s.last_probe = Some(record);
+            }
+            if s == previous {
+                return;
+            }
+            e.status = s.clone();
+            e.last_write = Some(Instant::now());
+            (s, previous, transitions, e.reference.clone())
+        };
+        let api: Api<MonitoredValidator> = Api::namespaced(self.client.clone(), &key.0);
+        let patch = serde_json::json!({
+            "apiVersion": "vigil.dev/v1alpha1",
+            "kind": "MonitoredValidator",
+            "status": status,
+        });
+        match api
+            .patch_status(
+                &key.1,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
+            Ok(_) => {
+                self.metrics
+                    .status_writes
+                    .with_label_values(&["MonitoredValidator"])
+                    .inc();
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.forget(key);
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(namespace = %key.0, name = %key.1, error = %err, "writing validator status failed");
+                // Put the old status back so the next probe retries the write.
+                if let Some(e) = self
+                    .state
+                    .lock()
+                    .expect("monitor state")
+                    .entries
+                    .get_mut(key)
+                {
+                    e.status = previous;
+                }
+                return;
+            }
+        }
+        for (type_, status, reason, message) in transitions {
+            let warn = status == "False"
+                || (type_ == "Ready" && status == "Unknown" && reason != "Pending");
+            let ev = Event {
+                type_: if warn {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: reason.clone(),
+                note: Some(format!("{type_} is {status}: {message}")),
+                action: "Probe".into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, "publishing event failed");
+            }
+        }
+    }
+
+    async fn record_incident(
+        &self,
+        fk: &(String, String, Chain),
+        halted: bool,
+        members: u32,
+        highest: Option<u64>,
+        now: Timestamp,
+    ) {
+        let (ns, policy, chain) = fk;
+        let api: Api<MonitorPolicy> = Api::namespaced(self.client.clone(), ns);
+        let current = match api.get_opt(policy).await {
+            Ok(Some(p)) => p.status.and_then(|s| s.fleet_incident),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading policy for fleet incident failed");
+                return;
+            }
+        };
+        let at = highest
+            .map(|h| format!(" at block #{h}"))
+            .unwrap_or_default();
+        let incident = if halted {
+            FleetIncident {
+                chain: chain.as_str().into(),
+                kind: "ChainHalted".into(),
+                since: Some(Time(now)),
+                ended: None,
+                affected: members,
+                total: members,
+                message: format!(
+                    "No validator of chain {} under this policy sees new blocks{at}; restarts are held back",
+                    chain.as_str()
+                ),
+            }
+        } else {
+            match current {
+                Some(mut i) if i.ended.is_none() => {
+                    i.ended = Some(Time(now));
+                    i.message = format!("The chain moves again{at}");
+                    i
+                }
+                _ => return,
+            }
+        };
+        let patch = serde_json::json!({
+            "apiVersion": "vigil.dev/v1alpha1",
+            "kind": "MonitorPolicy",
+            "status": { "fleetIncident": incident },
+        });
+        if let Err(e) = api
+            .patch_status(
+                policy,
+                &PatchParams::apply(FLEET_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "writing fleet incident failed");
+            return;
+        }
+        let reference = ObjectReference {
+            api_version: Some("vigil.dev/v1alpha1".into()),
+            kind: Some("MonitorPolicy".into()),
+            name: Some(policy.clone()),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        };
+        let ev = Event {
+            type_: if halted {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: if halted {
+                "ChainHalted".into()
+            } else {
+                "ChainResumed".into()
+            },
+            note: Some(incident.message),
+            action: "FleetView".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, "publishing event failed");
+        }
+    }
+
+    /// Counts of watched validators by published Ready status (for the metrics gauge).
+    pub fn ready_counts(&self) -> (u64, u64, u64) {
+        let st = self.state.lock().expect("monitor state");
+        let (mut t, mut f, mut u) = (0, 0, 0);
+        for e in st.entries.values() {
+            match conditions::get(&e.status.conditions, "Ready").map(|c| c.status.as_str()) {
+                Some("True") => t += 1,
+                Some("False") => f += 1,
+                _ => u += 1,
+            }
+        }
+        (t, f, u)
+    }
+}
+
+fn placeholder_config() -> Config {
+    Config {
+        chain: Chain::Tcp,
+        target: ProbeTarget {
+            kind: ProbeKind::Tcp,
+            rpc: None,
+            metrics: None,
+            health: None,
+            tcp: None,
+            expect_status: Vec::new(),
+            expect_json: Vec::new(),
+            metrics_prefix: None,
+        },
+        options: ProbeOptions {
+            timeout: Duration::from_secs(1),
+            max_response_bytes: 1 << 20,
+        },
+        limits: Limits {
+            min_peers: 0,
+            max_block_stall: Duration::from_secs(60),
+            max_finality_lag: 0,
+            max_blocks_behind: 0,
+            max_probe_latency: None,
+            failure_threshold: 1,
+            success_threshold: 1,
+        },
+        interval: Duration::from_secs(3600),
+        policy: String::new(),
+        generation: None,
+    }
+}

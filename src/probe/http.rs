@@ -1,0 +1,422 @@
+//! HTTP plumbing shared by every probe: one deadline, capped incremental body reads,
+//! error mapping that never leaks credentials or body excerpts, and the plain HTTP
+//! health check with JSON expectations.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::{Response, Url};
+use serde_json::Value;
+
+use super::ProbeError;
+
+/// Per-probe context: everything a request needs to stay inside the probe's budget.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub client: &'a reqwest::Client,
+    /// One deadline for every request of the probe.
+    pub deadline: tokio::time::Instant,
+    /// The configured timeout, reported in [`ProbeError::Timeout`].
+    pub timeout: Duration,
+    pub max_bytes: u64,
+}
+
+impl Ctx<'_> {
+    /// Runs `fut` until the probe deadline.
+    pub async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, ProbeError>>,
+    ) -> Result<T, ProbeError> {
+        tokio::time::timeout_at(self.deadline, fut)
+            .await
+            .unwrap_or(Err(ProbeError::Timeout(self.timeout)))
+    }
+}
+
+/// Parses a configured URL; only http and https are probed.
+pub(crate) fn parse_url(raw: &str) -> Result<Url, ProbeError> {
+    let url = Url::parse(raw.trim()).map_err(|e| {
+        ProbeError::Config(format!("`{}` is not a valid URL ({e})", redact_raw(raw)))
+    })?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(ProbeError::Config(format!(
+            "URL scheme `{other}` is not supported; use http:// or https://"
+        ))),
+    }
+}
+
+/// `base` with `segment` appended to its path (`http://n:26657/` + `status`).
+pub(crate) fn join_path(base: &str, segment: &str) -> Result<Url, ProbeError> {
+    let mut url = parse_url(base)?;
+    let path = format!("{}/{segment}", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    Ok(url)
+}
+
+/// `scheme://host:port` only: paths and queries of RPC provider URLs often carry API
+/// keys, so they never appear in errors, warnings or logs.
+pub(crate) fn redact(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port_or_known_default() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
+}
+
+/// Best-effort redaction of a string that failed to parse as a URL.
+fn redact_raw(raw: &str) -> String {
+    let cut = raw.find(['/', '?', '@']).map(|i| {
+        // keep the `scheme://` part if that is where the first slash is
+        if raw[i..].starts_with("//") {
+            raw[i + 2..]
+                .find(['/', '?', '@'])
+                .map_or(raw.len(), |j| i + 2 + j)
+        } else {
+            i
+        }
+    });
+    let head: String = raw[..cut.unwrap_or(raw.len())].chars().take(60).collect();
+    if head.len() < raw.len() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
+/// The innermost cause of an error chain: reqwest's top-level message repeats the URL
+/// (which may hold secrets), the root cause says what actually went wrong.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn map_send_error(e: reqwest::Error, url: &Url, ctx: &Ctx<'_>) -> ProbeError {
+    let target = redact(url);
+    if e.is_timeout() {
+        ProbeError::Timeout(ctx.timeout)
+    } else if e.is_connect() {
+        ProbeError::Connect(format!(
+            "cannot connect to {target}: {}; check that the node runs and the address and port are right",
+            root_cause(&e)
+        ))
+    } else if e.is_redirect() {
+        ProbeError::Connect(format!(
+            "{target} redirects too often; point the probe at the final URL"
+        ))
+    } else if e.is_builder() {
+        ProbeError::Config(format!(
+            "cannot build a request for {target}: {}",
+            root_cause(&e)
+        ))
+    } else {
+        ProbeError::Connect(format!("request to {target} failed: {}", root_cause(&e)))
+    }
+}
+
+/// Sends a request within the probe deadline.
+pub(crate) async fn send(
+    ctx: &Ctx<'_>,
+    req: reqwest::RequestBuilder,
+    url: &Url,
+) -> Result<Response, ProbeError> {
+    ctx.bounded(async { req.send().await.map_err(|e| map_send_error(e, url, ctx)) })
+        .await
+}
+
+/// Reads a body incrementally, failing as soon as it passes the size cap: a
+/// misconfigured URL (an explorer page, a log stream) must not exhaust our memory.
+pub(crate) async fn read_body(ctx: &Ctx<'_>, mut resp: Response) -> Result<Bytes, ProbeError> {
+    let max = ctx.max_bytes;
+    if resp.content_length().is_some_and(|len| len > max) {
+        return Err(ProbeError::TooLarge(max));
+    }
+    let target = redact(resp.url());
+    ctx.bounded(async move {
+        let hint = resp
+            .content_length()
+            .unwrap_or(16 * 1024)
+            .min(max)
+            .min(1 << 20);
+        let mut buf = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    let total = (buf.len() as u64).saturating_add(chunk.len() as u64);
+                    if total > max {
+                        return Err(ProbeError::TooLarge(max));
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(Bytes::from(buf)),
+                Err(e) if e.is_timeout() => return Err(ProbeError::Timeout(ctx.timeout)),
+                Err(e) => {
+                    return Err(ProbeError::Connect(format!(
+                        "connection to {target} broke while reading the response: {}",
+                        root_cause(&e)
+                    )));
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Sends and reads the whole (capped) body, returning the status code with it.
+pub(crate) async fn fetch(
+    ctx: &Ctx<'_>,
+    req: reqwest::RequestBuilder,
+    url: &Url,
+) -> Result<(u16, Bytes), ProbeError> {
+    let resp = send(ctx, req, url).await?;
+    let status = resp.status().as_u16();
+    let body = read_body(ctx, resp).await?;
+    Ok((status, body))
+}
+
+/// Any 2xx passes.
+pub(crate) fn require_success(status: u16) -> Result<(), ProbeError> {
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(ProbeError::Status(status))
+    }
+}
+
+/// The body as UTF-8 text.
+pub(crate) fn utf8(body: &[u8]) -> Result<&str, ProbeError> {
+    std::str::from_utf8(body).map_err(|e| {
+        ProbeError::Malformed(format!(
+            "response body is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
+    })
+}
+
+/// The body as JSON. `what` names the expected content for the error message.
+pub(crate) fn json(body: &[u8], what: &str) -> Result<Value, ProbeError> {
+    let text = utf8(body)?;
+    if text.trim().is_empty() {
+        return Err(ProbeError::Malformed(format!(
+            "empty response body, expected {what}"
+        )));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        let hint = match text.trim_start().chars().next() {
+            Some('<') => " (looks like HTML: is the URL pointing at the right port/path?)",
+            _ => "",
+        };
+        ProbeError::Malformed(format!(
+            "response body is not JSON, expected {what}: {} at line {} column {}{hint}",
+            classify_json_error(&e),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+fn classify_json_error(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "truncated document",
+    }
+}
+
+/// GET `url` and decode a JSON body; non-2xx is an error.
+pub(crate) async fn get_json(ctx: &Ctx<'_>, url: &Url, what: &str) -> Result<Value, ProbeError> {
+    let req = ctx
+        .client
+        .get(url.clone())
+        .header(reqwest::header::ACCEPT, "application/json");
+    let (status, body) = fetch(ctx, req, url).await?;
+    require_success(status)?;
+    json(&body, what)
+}
+
+/// Follows a dotted path (`result.sync_info.catching_up`, `peers.0.id`) into a JSON
+/// value; numeric segments index arrays. An empty path is the value itself.
+pub fn json_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.is_empty() {
+        return Some(value);
+    }
+    path.split('.').try_fold(value, |cur, seg| match cur {
+        Value::Object(map) => map.get(seg),
+        Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
+/// Whether `actual` satisfies `expected`. Numbers compare by value (`1` == `1.0`), and a
+/// string expectation matches a number or boolean with the same text, because values
+/// written in YAML often arrive as strings.
+pub fn json_matches(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => match (a.as_u64(), b.as_u64()) {
+                (Some(x), Some(y)) => x == y,
+                _ => a.as_f64() == b.as_f64(),
+            },
+        },
+        (Value::Number(_) | Value::Bool(_), Value::String(s)) => format!("{actual}") == *s,
+        _ => actual == expected,
+    }
+}
+
+/// Short, single-line rendering of a JSON value for messages.
+pub(crate) fn short_json(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        let head: String = s.chars().take(77).collect();
+        format!("{head}…")
+    } else {
+        s
+    }
+}
+
+/// Checks `expectations` against a JSON document.
+pub(crate) fn check_expectations(
+    doc: &Value,
+    expectations: &[(String, Value)],
+) -> Result<(), ProbeError> {
+    for (path, expected) in expectations {
+        match json_path(doc, path) {
+            None => {
+                return Err(ProbeError::Expectation(format!(
+                    "`{path}` is missing from the response (expected {})",
+                    short_json(expected)
+                )));
+            }
+            Some(actual) if !json_matches(actual, expected) => {
+                return Err(ProbeError::Expectation(format!(
+                    "`{path}` is {}, expected {}",
+                    short_json(actual),
+                    short_json(expected)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// A plain HTTP health check: GET `url`, the status must be in `expect_status` (any
+/// 2xx when empty), and every JSON expectation must hold.
+pub(crate) async fn health_check(
+    ctx: &Ctx<'_>,
+    raw_url: &str,
+    expect_status: &[u16],
+    expect_json: &[(String, Value)],
+) -> Result<(), ProbeError> {
+    let url = parse_url(raw_url)?;
+    let req = ctx.client.get(url.clone());
+    let resp = send(ctx, req, &url).await?;
+    let status = resp.status().as_u16();
+    let status_ok = if expect_status.is_empty() {
+        (200..300).contains(&status)
+    } else {
+        expect_status.contains(&status)
+    };
+    if !status_ok {
+        return Err(ProbeError::Status(status));
+    }
+    if expect_json.is_empty() {
+        // Only the status matters: skip the body so a large health page cannot fail us.
+        return Ok(());
+    }
+    let body = read_body(ctx, resp).await?;
+    let doc = json(&body, "a JSON health document")?;
+    check_expectations(&doc, expect_json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::test_support::fixture_json;
+    use serde_json::json;
+
+    #[test]
+    fn paths_into_fixture() {
+        let v = fixture_json("cometbft_status.json");
+        assert_eq!(
+            json_path(&v, "result.sync_info.latest_block_height"),
+            Some(&json!("232"))
+        );
+        assert_eq!(
+            json_path(&v, "result.sync_info.catching_up"),
+            Some(&json!(false))
+        );
+        let n = fixture_json("cometbft_net_info.json");
+        assert_eq!(
+            json_path(&n, "result.peers.0.node_info.moniker"),
+            Some(&json!("shredder"))
+        );
+        assert_eq!(json_path(&n, "result.peers.9"), None);
+        assert_eq!(json_path(&n, "result.n_peers.x"), None);
+        assert_eq!(json_path(&n, ""), Some(&n));
+    }
+
+    #[test]
+    fn expectations() {
+        let v = fixture_json("substrate_rpc_system_health.json");
+        let ok = vec![
+            ("result.isSyncing".to_owned(), json!(false)),
+            ("result.peers".to_owned(), json!(50.0)),
+            ("result.shouldHavePeers".to_owned(), json!("true")),
+        ];
+        assert_eq!(check_expectations(&v, &ok), Ok(()));
+        let bad = vec![("result.peers".to_owned(), json!(0))];
+        let err = check_expectations(&v, &bad).unwrap_err();
+        assert_eq!(err.class(), "expectation");
+        assert!(
+            err.to_string().contains("`result.peers` is 50, expected 0"),
+            "{err}"
+        );
+        let missing = vec![("result.nope".to_owned(), json!(1))];
+        assert!(
+            check_expectations(&v, &missing)
+                .unwrap_err()
+                .to_string()
+                .contains("missing")
+        );
+    }
+
+    #[test]
+    fn redaction_hides_paths_and_credentials() {
+        let u = parse_url("https://user:secret@rpc.example:8443/v1/APIKEY?token=x").unwrap();
+        assert_eq!(redact(&u), "https://rpc.example:8443");
+        let e = parse_url("htp:/x/APIKEY").unwrap_err();
+        assert!(!e.to_string().contains("APIKEY"), "{e}");
+        let e = parse_url("not a url/with/APIKEY").unwrap_err();
+        assert!(!e.to_string().contains("APIKEY"), "{e}");
+        assert_eq!(e.class(), "config");
+    }
+
+    #[test]
+    fn join_keeps_base_path() {
+        assert_eq!(
+            join_path("http://n:26657/", "status").unwrap().as_str(),
+            "http://n:26657/status"
+        );
+        assert_eq!(
+            join_path("http://gw/cosmos/rpc", "net_info")
+                .unwrap()
+                .as_str(),
+            "http://gw/cosmos/rpc/net_info"
+        );
+    }
+
+    #[test]
+    fn body_decoding_errors_are_malformed() {
+        assert_eq!(json(b"\xff\xfe", "x").unwrap_err().class(), "malformed");
+        let e = json(b"<html>nope</html>", "x").unwrap_err();
+        assert!(e.to_string().contains("HTML"), "{e}");
+        assert!(!e.to_string().contains("nope"), "no excerpt: {e}");
+        assert_eq!(json(b"  ", "x").unwrap_err().class(), "malformed");
+    }
+}
