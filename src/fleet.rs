@@ -3,6 +3,8 @@
 //! fault). Pure data, fed by probe results; rebuilt from observations after a restart.
 
 use crate::health::FleetView;
+#[cfg(test)]
+use crate::health::Incident;
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,6 +13,8 @@ use std::time::Duration;
 struct Member {
     best: u64,
     seen: Timestamp,
+    /// When this member's best block last changed (or was first seen).
+    changed_at: Timestamp,
 }
 
 /// One fleet (policy + chain).
@@ -47,8 +51,16 @@ impl Fleet {
     /// neither raises nor holds it.
     pub fn observe(&mut self, name: &str, best: Option<u64>, now: Timestamp, freshness: Duration) {
         if let Some(b) = best {
-            self.members
-                .insert(name.to_string(), Some(Member { best: b, seen: now }));
+            let slot = self.members.entry(name.to_string()).or_insert(None);
+            let changed_at = match slot {
+                Some(m) if m.best == b => m.changed_at,
+                _ => now,
+            };
+            *slot = Some(Member {
+                best: b,
+                seen: now,
+                changed_at,
+            });
         } else {
             self.members.entry(name.to_string()).or_insert(None);
         }
@@ -69,12 +81,21 @@ impl Fleet {
         }
     }
 
-    /// The view one evaluation needs.
-    pub fn view(&self) -> FleetView {
+    /// The view one evaluation needs at `now`: members seen within `freshness` count as
+    /// observed, and those whose best block has not moved for longer than `stall` as stalled.
+    pub fn view(&self, now: Timestamp, freshness: Duration, stall: Duration) -> FleetView {
+        let fresh = || {
+            self.members
+                .values()
+                .flatten()
+                .filter(move |m| age(m.seen, now) <= freshness)
+        };
         FleetView {
             highest: self.highest,
             highest_changed_at: self.highest_changed_at,
             members: self.members.len() as u32,
+            observed: fresh().count() as u32,
+            stalled: fresh().filter(|m| age(m.changed_at, now) > stall).count() as u32,
         }
     }
 }
@@ -93,23 +114,25 @@ mod tests {
         Timestamp::from_second(1_700_000_000 + s).unwrap()
     }
     const FRESH: Duration = Duration::from_secs(30);
+    const STALL: Duration = Duration::from_secs(120);
+    const NOW: Timestamp = Timestamp::UNIX_EPOCH;
 
     #[test]
     fn highest_block_and_when_it_moved() {
         let mut f = Fleet::default();
         f.observe("a", Some(10), at(0), FRESH);
         f.observe("b", Some(12), at(1), FRESH);
-        assert_eq!(f.view().highest, Some(12));
-        assert_eq!(f.view().highest_changed_at, Some(at(1)));
+        assert_eq!(f.view(NOW, FRESH, STALL).highest, Some(12));
+        assert_eq!(f.view(NOW, FRESH, STALL).highest_changed_at, Some(at(1)));
         f.observe("a", Some(11), at(5), FRESH);
         assert_eq!(
-            f.view().highest_changed_at,
+            f.view(NOW, FRESH, STALL).highest_changed_at,
             Some(at(1)),
             "a lower node does not move the fleet"
         );
         f.observe("b", Some(13), at(6), FRESH);
-        assert_eq!(f.view().highest_changed_at, Some(at(6)));
-        assert_eq!(f.view().members, 2);
+        assert_eq!(f.view(NOW, FRESH, STALL).highest_changed_at, Some(at(6)));
+        assert_eq!(f.view(NOW, FRESH, STALL).members, 2);
     }
 
     #[test]
@@ -123,8 +146,11 @@ mod tests {
                 f.observe(n, Some(100), at(t), FRESH);
             }
         }
-        assert!(f.view().halted(at(200), Duration::from_secs(120)));
-        assert!(!f.view().halted(at(100), Duration::from_secs(120)));
+        let v = f.view(at(200), FRESH, STALL);
+        assert!(v.halted(at(200), STALL));
+        assert_eq!(v.incident(at(200), STALL), Some(Incident::ChainHalted));
+        assert_eq!((v.observed, v.stalled), (3, 3));
+        assert!(!f.view(at(100), FRESH, STALL).halted(at(100), STALL));
     }
 
     #[test]
@@ -132,17 +158,47 @@ mod tests {
         let mut f = Fleet::default();
         f.join("a");
         f.join("b");
-        assert_eq!(f.view().members, 2);
+        assert_eq!(f.view(NOW, FRESH, STALL).members, 2);
         f.observe("a", Some(500), at(0), FRESH);
         f.observe("b", Some(100), at(100), FRESH);
         // a's 500 is stale at t=100: the fleet's highest is what live nodes report.
-        assert_eq!(f.view().highest, Some(100));
+        assert_eq!(f.view(at(100), FRESH, STALL).highest, Some(100));
         assert_eq!(
-            f.view().highest_changed_at,
+            f.view(at(100), FRESH, STALL).observed,
+            1,
+            "a dead node is not observed"
+        );
+        assert_eq!(
+            f.view(NOW, FRESH, STALL).highest_changed_at,
             Some(at(0)),
             "a drop is not progress"
         );
         f.leave("a");
         assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn most_nodes_stalling_at_once_is_a_fleet_incident() {
+        let mut f = Fleet::default();
+        // Six of ten stop at #100 at t=0; four keep producing.
+        for t in (0..=200).step_by(10) {
+            for n in 0..10 {
+                let best = if n < 6 { 100 } else { 100 + t as u64 / 6 };
+                f.observe(&format!("v{n}"), Some(best), at(t), FRESH);
+            }
+        }
+        let v = f.view(at(200), FRESH, STALL);
+        assert_eq!((v.observed, v.stalled), (10, 6));
+        assert!(!v.halted(at(200), STALL), "the highest block still moves");
+        assert_eq!(v.incident(at(200), STALL), Some(Incident::MassStall));
+        // Four of ten: node faults, not a fleet incident.
+        let mut g = Fleet::default();
+        for t in (0..=200).step_by(10) {
+            for n in 0..10 {
+                let best = if n < 4 { 100 } else { 100 + t as u64 / 6 };
+                g.observe(&format!("v{n}"), Some(best), at(t), FRESH);
+            }
+        }
+        assert_eq!(g.view(at(200), FRESH, STALL).incident(at(200), STALL), None);
     }
 }

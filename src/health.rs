@@ -143,9 +143,45 @@ pub struct FleetView {
     pub highest_changed_at: Option<Timestamp>,
     /// Validators in the fleet.
     pub members: u32,
+    /// Members with a recent observation.
+    pub observed: u32,
+    /// Observed members whose best block has not moved for longer than `maxBlockStall`.
+    pub stalled: u32,
+}
+
+/// A problem of the whole fleet rather than of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Incident {
+    /// No validator of the chain sees new blocks: the chain halted.
+    ChainHalted,
+    /// Most validators stopped at once while a few still move: a common cause (a bad
+    /// release, a partition), not a fault of each node.
+    MassStall,
+}
+
+impl Incident {
+    /// The API spelling (a condition reason and `fleetIncident.kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Incident::ChainHalted => "ChainHalted",
+            Incident::MassStall => "MassStall",
+        }
+    }
 }
 
 impl FleetView {
+    /// The fleet-wide problem now, if any: a halt, or more than half of the observed
+    /// members (at least two) stalled at once.
+    pub fn incident(&self, now: Timestamp, stall: Duration) -> Option<Incident> {
+        if self.halted(now, stall) {
+            Some(Incident::ChainHalted)
+        } else if self.observed >= 2 && self.stalled * 2 > self.observed {
+            Some(Incident::MassStall)
+        } else {
+            None
+        }
+    }
+
     /// A fleet of two or more whose highest block has not moved for `stall`: the chain halted.
     pub fn halted(&self, now: Timestamp, stall: Duration) -> bool {
         self.members >= 2
@@ -244,6 +280,9 @@ pub fn instant_checks(
         (None, _) => (memory.best, memory.best_changed_at),
     };
 
+    let stalled = changed_at.is_some_and(|t| elapsed(t, now) > limits.max_block_stall);
+    // A node stalled together with most of its fleet is behind for the fleet's reason.
+    let fleet_stall = stalled && fleet.incident(now, limits.max_block_stall).is_some();
     if types.contains(&"Synced") {
         let behind = match (fleet.highest, sample.best) {
             (Some(h), Some(b)) => h.saturating_sub(b),
@@ -255,6 +294,13 @@ pub fn instant_checks(
                 Status::False,
                 "Syncing",
                 "The node reports that it is syncing",
+            )
+        } else if behind > limits.max_blocks_behind && fleet_stall {
+            check(
+                "Synced",
+                Status::False,
+                "MassStall",
+                "Behind the fleet's highest block because most validators stalled at once",
             )
         } else if behind > limits.max_blocks_behind {
             check(
@@ -284,7 +330,6 @@ pub fn instant_checks(
     }
 
     if types.contains(&"BlockProduction") {
-        let stalled = changed_at.is_some_and(|t| elapsed(t, now) > limits.max_block_stall);
         let stall = crate::duration::format(limits.max_block_stall);
         out.push(match best {
             None => check("BlockProduction", Status::Unknown, "NotReported", "The node did not report its best block"),
@@ -293,6 +338,12 @@ pub fn instant_checks(
                 Status::False,
                 "ChainHalted",
                 format!("No validator of this chain under the policy has seen a new block for over {stall} (stuck at #{b}); a chain-wide halt, not a fault of this node"),
+            ),
+            Some(b) if stalled && fleet.incident(now, limits.max_block_stall).is_some() => check(
+                "BlockProduction",
+                Status::False,
+                "MassStall",
+                format!("Best block #{b} has not changed for over {stall}, like most validators of this chain under the policy; a fleet-wide problem, not a fault of this node"),
             ),
             Some(b) if stalled => check(
                 "BlockProduction",
@@ -373,7 +424,7 @@ fn verdict(checks: &[Check]) -> Verdict<'_> {
     for t in PRIORITY {
         let deciding = checks
             .iter()
-            .find(|c| c.type_ == t && c.status == Status::False && c.reason != "ChainHalted");
+            .find(|c| c.type_ == t && c.status == Status::False && !is_fleet_reason(c.reason));
         if let Some(c) = deciding {
             return Verdict::Bad(c);
         }
@@ -385,6 +436,11 @@ fn verdict(checks: &[Check]) -> Verdict<'_> {
         return Verdict::Indeterminate;
     }
     Verdict::Good
+}
+
+/// Reasons that blame the fleet, not the node.
+fn is_fleet_reason(reason: &str) -> bool {
+    matches!(reason, "ChainHalted" | "MassStall")
 }
 
 enum Verdict<'a> {
@@ -435,20 +491,15 @@ pub fn evaluate(
         },
     };
     let ready = match &v {
-        Verdict::Good => {
-            let halted = checks.iter().any(|c| c.reason == "ChainHalted");
-            let msg = if halted {
-                "The node is healthy; its chain has halted (see the MonitorPolicy's fleetIncident)"
-            } else {
-                "All checks pass"
-            };
-            check(
+        Verdict::Good => match checks.iter().find(|c| is_fleet_reason(c.reason)) {
+            Some(c) => check(
                 "Ready",
                 Status::True,
-                if halted { "ChainHalted" } else { "Healthy" },
-                msg,
-            )
-        }
+                c.reason,
+                "No fault of this node; its fleet has a problem (see the MonitorPolicy's fleetIncident)",
+            ),
+            None => check("Ready", Status::True, "Healthy", "All checks pass"),
+        },
         Verdict::Bad(c) => check("Ready", Status::False, c.reason, c.message.clone()),
         Verdict::Indeterminate => check(
             "Ready",
@@ -515,6 +566,8 @@ mod tests {
             highest: Some(highest),
             highest_changed_at: Some(at(changed)),
             members,
+            observed: members,
+            stalled: 0,
         }
     }
 
@@ -645,6 +698,33 @@ mod tests {
         let bp = find(&s.published, "BlockProduction");
         assert_eq!((bp.status, bp.reason), (Status::False, "ChainHalted"));
         assert_eq!(s.ready(), ("True", "ChainHalted"));
+    }
+
+    #[test]
+    fn most_of_the_fleet_stalling_is_not_a_node_fault() {
+        let mut s = Sim::new();
+        let mass = |t: i64| FleetView {
+            stalled: 6,
+            observed: 10,
+            ..fleet(100 + t as u64, t, 10)
+        };
+        for t in [0, 10, 70, 80, 90] {
+            s.probe(ok(100), &mass(t), at(t));
+        }
+        let bp = find(&s.published, "BlockProduction");
+        assert_eq!((bp.status, bp.reason), (Status::False, "MassStall"));
+        assert_eq!(s.ready(), ("True", "MassStall"));
+        // The same stall with most of the fleet moving is this node's fault.
+        let mut s = Sim::new();
+        let few = |t: i64| FleetView {
+            stalled: 1,
+            observed: 10,
+            ..fleet(100 + t as u64, t, 10)
+        };
+        for t in [0, 10, 70, 80, 90] {
+            s.probe(ok(100), &few(t), at(t));
+        }
+        assert_eq!(s.ready(), ("False", "BlockStalled"));
     }
 
     #[test]

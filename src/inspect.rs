@@ -177,6 +177,8 @@ pub async fn run_probe(config: &Config, samples: u32, interval: Duration) -> Rep
             highest: best.or(memory.best),
             highest_changed_at: memory.best_changed_at,
             members: 1,
+            observed: 1,
+            stalled: 0,
         };
         let outcome = outcome_of(result.clone());
         let ev = health::evaluate(

@@ -15,4 +15,5 @@ pub mod operator;
 pub mod pipeline;
 pub mod probe;
 pub mod server;
+pub mod simulate;
 pub mod telemetry;

@@ -34,6 +34,8 @@ enum Command {
     Probe(vigil::inspect::ProbeArgs),
     /// Print the version.
     Version,
+    /// Run simulated validator nodes (substrate, ethereum, cosmos) with an admin API for faults.
+    Simulate(vigil::simulate::SimulateArgs),
 }
 
 #[derive(clap::Args)]
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => run(args),
+        Command::Simulate(args) => vigil::simulate::run(args),
         Command::Probe(args) => ExitCode::from(vigil::inspect::main(args)),
     }
 }

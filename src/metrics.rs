@@ -92,7 +92,9 @@ impl Metrics {
                 "vigil_probe_lateness_seconds",
                 "Delay between a probe's due time and its start",
             )
-            .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
         )
         .expect("valid metric");
         let probes_skipped = IntCounter::new(

@@ -18,7 +18,7 @@ use crate::api::{
 };
 use crate::conditions::{self, Change, Desired};
 use crate::fleet::Fleet;
-use crate::health::{self, Check, Limits, Memory, Outcome, Sample, Status};
+use crate::health::{self, Check, FleetView, Incident, Limits, Memory, Outcome, Sample, Status};
 use crate::metrics::Metrics;
 use crate::probe::{ProbeError, ProbeKind, ProbeOptions, ProbeTarget, Prober};
 use jiff::Timestamp;
@@ -154,6 +154,37 @@ pub fn outcome_of(result: Result<crate::probe::Observation, ProbeError>) -> Outc
     }
 }
 
+/// One fleet's incident as this process knows it. After a start the policy may still show an
+/// incident that ended while no Vigil was watching: once the fleet has been watched for longer
+/// than `maxBlockStall` (long enough to see a halt), "no incident" is written once, which
+/// closes such a leftover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentState {
+    /// The incident last recorded (or none).
+    pub kind: Option<Incident>,
+    /// When this process started watching the fleet.
+    pub since: Timestamp,
+    /// Whether the recorded state has been checked against the policy since the start.
+    pub settled: bool,
+}
+
+impl IncidentState {
+    /// Takes the incident seen now; true when it must be recorded on the policy.
+    pub fn update(&mut self, kind: Option<Incident>, now: Timestamp, stall: Duration) -> bool {
+        let watched: Duration = now
+            .duration_since(self.since)
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        let settle = !self.settled && watched > stall;
+        if settle {
+            self.settled = true;
+        }
+        let changed = kind != self.kind;
+        self.kind = kind;
+        changed || (settle && kind.is_none())
+    }
+}
+
 struct Entry {
     /// Not probed: the validator's policy is missing or invalid.
     blocked: bool,
@@ -172,7 +203,8 @@ struct State {
     entries: HashMap<Key, Entry>,
     heap: BinaryHeap<Reverse<(Instant, Key)>>,
     fleets: HashMap<(String, String, Chain), Fleet>,
-    halted: HashMap<(String, String, Chain), bool>,
+    /// What this process knows of each fleet's incident.
+    incidents: HashMap<(String, String, Chain), IncidentState>,
 }
 
 /// The probing engine; one per process, running while the process leads.
@@ -466,10 +498,17 @@ impl Monitor {
             };
             let fleet = st.fleets.entry(fk.clone()).or_default();
             fleet.observe(&key.1, best, now, freshness);
-            let view = fleet.view();
-            let halted = view.halted(now, config.limits.max_block_stall);
-            let was = st.halted.insert(fk.clone(), halted).unwrap_or(false);
-            let incident = (halted != was).then_some((fk, halted, view.members, view.highest));
+            let stall = config.limits.max_block_stall;
+            let view = fleet.view(now, freshness, stall);
+            let kind = view.incident(now, stall);
+            let state = st.incidents.entry(fk.clone()).or_insert(IncidentState {
+                kind: None,
+                since: now,
+                settled: false,
+            });
+            let incident = state
+                .update(kind, now, stall)
+                .then(|| (fk, kind, view.clone()));
             let Some(e) = st.entries.get_mut(&key) else {
                 return;
             };
@@ -498,9 +537,8 @@ impl Monitor {
             e.memory = ev.memory.clone();
             (ev, incident)
         };
-        if let Some((fk, halted, members, highest)) = incident {
-            self.record_incident(&fk, halted, members, highest, now)
-                .await;
+        if let Some((fk, kind, view)) = incident {
+            self.record_incident(&fk, kind, &view, now).await;
         }
         let facts = facts_seen.map(|mut f| {
             f.last_best_block_change = evaluation.memory.best_changed_at.map(Time);
@@ -541,8 +579,11 @@ impl Monitor {
                     d.reason.to_string(),
                     d.message.clone(),
                 );
-                if let Change::Transitioned { .. } =
+                // Every change of status is an Event; a detail condition appearing healthy
+                // is not news (it would be five Events per new validator).
+                if let Change::Transitioned { from } =
                     conditions::set(&mut s.conditions, d, generation, &now)
+                    && (from.is_some() || t == "Ready" || st != "True")
                 {
                     transitions.push((t, st.to_string(), r, m));
                 }
@@ -557,8 +598,6 @@ impl Monitor {
                     };
                     set(&mut s, d);
                 }
-                s.consecutive_failures = e.memory.failures;
-                s.consecutive_successes = e.memory.successes;
             }
             if let Some(d) = ready {
                 // "Pending" never overrides a verdict already on display.
@@ -574,6 +613,8 @@ impl Monitor {
             let refresh_due = self.facts_refresh > Duration::ZERO
                 && e.last_write
                     .is_none_or(|t| t.elapsed() >= self.facts_refresh);
+            // Facts, the last probe and the counters ride along with a change (or a due
+            // refresh); alone they would make every probe a write.
             if let Some((facts, record)) = seen
                 && (conditions_changed || refresh_due)
             {
@@ -581,6 +622,8 @@ impl Monitor {
                     s.facts = Some(f);
                 }
                 s.last_probe = Some(record);
+                s.consecutive_failures = e.memory.failures;
+                s.consecutive_successes = e.memory.successes;
             }
             if s == previous {
                 return;
@@ -648,12 +691,13 @@ impl Monitor {
         }
     }
 
+    /// Records the start, change or end of a fleet incident in the policy's status (its own
+    /// field manager), with an Event on the policy.
     async fn record_incident(
         &self,
         fk: &(String, String, Chain),
-        halted: bool,
-        members: u32,
-        highest: Option<u64>,
+        kind: Option<Incident>,
+        view: &FleetView,
         now: Timestamp,
     ) {
         let (ns, policy, chain) = fk;
@@ -666,32 +710,10 @@ impl Monitor {
                 return;
             }
         };
-        let at = highest
-            .map(|h| format!(" at block #{h}"))
-            .unwrap_or_default();
-        let incident = if halted {
-            FleetIncident {
-                chain: chain.as_str().into(),
-                kind: "ChainHalted".into(),
-                since: Some(Time(now)),
-                ended: None,
-                affected: members,
-                total: members,
-                message: format!(
-                    "No validator of chain {} under this policy sees new blocks{at}; restarts are held back",
-                    chain.as_str()
-                ),
-            }
-        } else {
-            match current {
-                Some(mut i) if i.ended.is_none() => {
-                    i.ended = Some(Time(now));
-                    i.message = format!("The chain moves again{at}");
-                    i
-                }
-                _ => return,
-            }
+        let Some(incident) = incident_record(chain.as_str(), kind, current, view, now) else {
+            return;
         };
+        let halted = kind.is_some();
         let patch = serde_json::json!({
             "apiVersion": "vigil.dev/v1alpha1",
             "kind": "MonitorPolicy",
@@ -721,10 +743,9 @@ impl Monitor {
             } else {
                 EventType::Normal
             },
-            reason: if halted {
-                "ChainHalted".into()
-            } else {
-                "ChainResumed".into()
+            reason: match kind {
+                Some(k) => k.as_str().into(),
+                None => "FleetRecovered".into(),
             },
             note: Some(incident.message),
             action: "FleetView".into(),
@@ -747,6 +768,57 @@ impl Monitor {
             }
         }
         (t, f, u)
+    }
+}
+
+/// The policy's `fleetIncident` after a change of the fleet's incident: a new record when one
+/// starts (or changes kind), the current one closed when it ends, `None` when nothing changes.
+pub fn incident_record(
+    chain: &str,
+    kind: Option<Incident>,
+    current: Option<FleetIncident>,
+    view: &FleetView,
+    now: Timestamp,
+) -> Option<FleetIncident> {
+    let at = view
+        .highest
+        .map(|h| format!(" (highest block #{h})"))
+        .unwrap_or_default();
+    match kind {
+        Some(k) => {
+            let (affected, message) = match k {
+                Incident::ChainHalted => (
+                    view.members,
+                    format!(
+                        "No validator of chain {chain} under this policy sees new blocks{at}: the chain halted; this is not a node fault, so no node is restarted for it"
+                    ),
+                ),
+                Incident::MassStall => (
+                    view.stalled,
+                    format!(
+                        "{} of {} validators of chain {chain} under this policy stopped advancing at once{at}: a common cause, not a fault of each node",
+                        view.stalled, view.observed
+                    ),
+                ),
+            };
+            Some(FleetIncident {
+                chain: chain.into(),
+                kind: k.as_str().into(),
+                since: Some(Time(now)),
+                ended: None,
+                affected,
+                total: view.members,
+                message,
+            })
+        }
+        None => match current {
+            Some(mut i) if i.ended.is_none() && i.chain == chain => {
+                i.ended = Some(Time(now));
+                i.message = format!("Ended: blocks advance again{at}. {}", i.message);
+                Some(i)
+            }
+            _ => None,
+        },
     }
 }
 
@@ -779,5 +851,115 @@ fn placeholder_config() -> Config {
         interval: Duration::from_secs(3600),
         policy: String::new(),
         generation: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(stalled: u32) -> FleetView {
+        FleetView {
+            highest: Some(500),
+            highest_changed_at: None,
+            members: 10,
+            observed: 10,
+            stalled,
+        }
+    }
+
+    #[test]
+    fn incidents_open_and_close() {
+        let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+        let open = incident_record("substrate", Some(Incident::MassStall), None, &view(6), t0)
+            .expect("a new incident");
+        assert_eq!(
+            (open.kind.as_str(), open.affected, open.total),
+            ("MassStall", 6, 10)
+        );
+        assert!(open.message.contains("6 of 10"), "{}", open.message);
+        assert!(open.ended.is_none());
+        let t1 = Timestamp::from_second(1_700_000_100).unwrap();
+        let closed = incident_record("substrate", None, Some(open.clone()), &view(0), t1)
+            .expect("the incident ends");
+        assert_eq!(closed.ended, Some(Time(t1)));
+        assert_eq!(closed.since, open.since);
+        assert!(closed.message.starts_with("Ended"), "{}", closed.message);
+        // Nothing open (or another chain's incident): nothing to close.
+        assert_eq!(
+            incident_record("substrate", None, Some(closed), &view(0), t1),
+            None
+        );
+        assert_eq!(
+            incident_record("ethereum", None, Some(open), &view(0), t1),
+            None
+        );
+        let halt = incident_record(
+            "substrate",
+            Some(Incident::ChainHalted),
+            None,
+            &view(10),
+            t0,
+        )
+        .unwrap();
+        assert!(halt.message.contains("halted"), "{}", halt.message);
+    }
+
+    #[test]
+    fn a_leftover_incident_is_closed_once_the_fleet_was_watched_long_enough() {
+        let t = |s: i64| Timestamp::from_second(1_700_000_000 + s).unwrap();
+        let stall = Duration::from_secs(60);
+        let mut st = IncidentState {
+            kind: None,
+            since: t(0),
+            settled: false,
+        };
+        assert!(!st.update(None, t(10), stall), "too early to tell a halt");
+        assert!(
+            st.update(None, t(61), stall),
+            "now \"no incident\" is known: write it once"
+        );
+        assert!(!st.update(None, t(70), stall));
+        assert!(st.update(Some(Incident::ChainHalted), t(80), stall));
+        assert!(!st.update(Some(Incident::ChainHalted), t(90), stall));
+        assert!(st.update(None, t(100), stall));
+        // An incident seen before settling is recorded at once, and settling does not repeat it.
+        let mut st = IncidentState {
+            kind: None,
+            since: t(0),
+            settled: false,
+        };
+        assert!(st.update(Some(Incident::MassStall), t(5), stall));
+        assert!(!st.update(Some(Incident::MassStall), t(65), stall));
+    }
+
+    #[test]
+    fn probe_errors_are_down_or_cannot_tell() {
+        let down = outcome_of(Err(ProbeError::Connect("refused".into())));
+        assert!(matches!(
+            down,
+            Outcome::Down {
+                reason: "ConnectionFailed",
+                ..
+            }
+        ));
+        let down = outcome_of(Err(ProbeError::Timeout(Duration::from_secs(1))));
+        assert!(matches!(
+            down,
+            Outcome::Down {
+                reason: "Timeout",
+                ..
+            }
+        ));
+        for e in [
+            ProbeError::Malformed("x".into()),
+            ProbeError::TooLarge(10),
+            ProbeError::Rpc {
+                code: -32601,
+                message: "no".into(),
+            },
+        ] {
+            assert!(matches!(outcome_of(Err(e)), Outcome::Indeterminate { .. }));
+        }
     }
 }

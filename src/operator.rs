@@ -14,7 +14,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, CustomResourceExt, ResourceExt};
+use kube::{Api, Client, CustomResourceExt, Resource, ResourceExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -258,15 +258,18 @@ async fn run_controllers(
         monitor: monitor.clone(),
     });
 
-    // A policy appearing or changing re-reconciles the validators and runs that point at it.
+    // A policy appearing, changing its spec or going away re-reconciles the validators and
+    // runs that point at it. Its status changes (counts, incidents) do not: with thousands of
+    // validators per policy that would re-reconcile all of them on every count change.
     let v_store = validators.clone();
-    let validator_ctl = validator_ctl.watches(policies_api.clone(), wc.clone(), move |p| {
-        referrers(&v_store, &p, |v: &MonitoredValidator| {
-            Some(v.spec.policy_ref.name.as_str())
-        })
-    });
+    let validator_ctl =
+        validator_ctl.watches_stream(spec_changes(policies_api.clone(), wc.clone()), move |p| {
+            referrers(&v_store, &p, |v: &MonitoredValidator| {
+                Some(v.spec.policy_ref.name.as_str())
+            })
+        });
     let r_store = runs.clone();
-    let run_ctl = run_ctl.watches(policies_api, wc.clone(), move |p| {
+    let run_ctl = run_ctl.watches_stream(spec_changes(policies_api, wc.clone()), move |p| {
         referrers(&r_store, &p, |r: &PipelineRun| {
             r.spec.policy_ref.as_ref().map(|x| x.name.as_str())
         })
@@ -344,6 +347,32 @@ where
 }
 
 /// Objects in `store` (same namespace) whose policy reference names policy `p`.
+/// Policies whose spec changed (new generation), that appeared, or that were deleted.
+fn spec_changes(
+    api: Api<DeserializeGuard<MonitorPolicy>>,
+    wc: watcher::Config,
+) -> impl futures::Stream<Item = Result<DeserializeGuard<MonitorPolicy>, watcher::Error>> + Send {
+    use kube::runtime::WatchStreamExt;
+    let mut seen: std::collections::HashMap<(Option<String>, String), Option<i64>> =
+        Default::default();
+    watcher(api, wc).default_backoff().filter_map(move |event| {
+        let out = match event {
+            Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                let key = (p.namespace(), p.name_any());
+                let generation = p.meta().generation;
+                (seen.insert(key, generation) != Some(generation)).then_some(Ok(p))
+            }
+            Ok(watcher::Event::Delete(p)) => {
+                seen.remove(&(p.namespace(), p.name_any()));
+                Some(Ok(p))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        };
+        futures::future::ready(out)
+    })
+}
+
 fn referrers<K>(
     store: &Store<DeserializeGuard<K>>,
     p: &DeserializeGuard<MonitorPolicy>,

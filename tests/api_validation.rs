@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::time::Duration;
 use support::cluster::{self, Cluster};
 use support::{apply, apply_ok, install_crds};
 
@@ -66,11 +67,25 @@ fn crds_are_established_and_explained() {
         ]);
         assert_eq!(out.trim(), "True", "{crd}");
     }
-    let explain = c.kubectl_ok(&["explain", "monitoredvalidator.spec.endpoints"]);
-    assert!(explain.contains("Where the node answers."), "{explain}");
-    assert!(explain.contains("JSON-RPC URL"), "{explain}");
-    let explain = c.kubectl_ok(&["explain", "monitorpolicy.spec.probe.interval"]);
-    assert!(explain.contains("Time between two probes"), "{explain}");
+    // The API server publishes a new or changed CRD's schema to discovery and OpenAPI a
+    // moment after it is Established: ask until it is there.
+    let explain = |path: &str| {
+        support::eventually(
+            Duration::from_secs(30),
+            &format!("kubectl explain {path}"),
+            || {
+                let out = c.kubectl(&["explain", path]);
+                out.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+            },
+        )
+    };
+    let text = explain("monitoredvalidator.spec.endpoints");
+    assert!(text.contains("Where the node answers."), "{text}");
+    assert!(text.contains("JSON-RPC URL"), "{text}");
+    let text = explain("monitorpolicy.spec.probe.interval");
+    assert!(text.contains("Time between two probes"), "{text}");
 }
 
 #[test]

@@ -250,16 +250,19 @@ pub struct MonitoredValidatorStatus {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// Chain facts from the last successful probe.
+    /// Chain facts as of the last status write: refreshed with every change of a condition,
+    /// and every `--facts-refresh` of the operator otherwise (block heights alone do not
+    /// cause writes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<ChainFacts>,
     /// The last probe: when, how long, and what went wrong if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe: Option<ProbeRecord>,
-    /// Probes in a row that judged the node unhealthy or could not reach it.
+    /// Probes in a row that judged the node unhealthy or could not reach it, as of the last
+    /// status write (counts alone do not cause writes).
     #[serde(default)]
     pub consecutive_failures: u32,
-    /// Probes in a row that judged the node healthy.
+    /// Probes in a row that judged the node healthy, as of the last status write.
     #[serde(default)]
     pub consecutive_successes: u32,
     /// Remediation bookkeeping; it lives here so that a restart or a new leader never acts twice.

@@ -242,7 +242,7 @@ pub(crate) fn to_u32(n: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::test_support::{fixture_bytes, fixture_json};
+    use crate::probe::test_support::{arb_json, fixture_bytes, fixture_json};
     use proptest::prelude::*;
 
     #[test]
@@ -383,39 +383,6 @@ mod tests {
         let s = sanitize(&long);
         assert!(!s.contains('\n'));
         assert_eq!(s.chars().count(), 201);
-    }
-
-    fn arb_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|n| json!(n)),
-            any::<f64>().prop_map(|f| json!(f)),
-            "[ -~]{0,12}".prop_map(Value::String),
-            Just(json!("0x")),
-            Just(json!("0xffffffffffffffffff")),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                proptest::collection::vec(
-                    (
-                        prop_oneof![
-                            Just("id".to_owned()),
-                            Just("result".to_owned()),
-                            Just("error".to_owned()),
-                            Just("code".to_owned()),
-                            Just("message".to_owned()),
-                            Just("status_code".to_owned()),
-                            "[a-z]{1,6}"
-                        ],
-                        inner
-                    ),
-                    0..6
-                )
-                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
-            ]
-        })
     }
 
     proptest! {

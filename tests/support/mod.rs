@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod operator;
+pub mod simulator;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};

@@ -1,0 +1,458 @@
+//! Serving the nodes: listeners, HTTP/1 connections, and the faults that act on the wire
+//! (`die`, `hang`, `slow`, and the broken bodies).
+//!
+//! Each listener is one task that accepts and also drives all of its connections (a
+//! `FuturesUnordered`), so aborting that task closes the port and every open connection
+//! at once: that is how `die` is immediate. Idle nodes have no timers and no tasks that
+//! wake up.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use jiff::Timestamp;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::body::SimBody;
+use super::cosmos::{self, PeerPool};
+use super::model::{Chain, Fault, FaultSet, NodeState, Params};
+use super::view::{Identity, View};
+use super::{ethereum, jsonrpc, substrate};
+
+/// Largest accepted request body (real nodes refuse more, too).
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Pending connections per listener.
+const BACKLOG: u32 = 1024;
+/// File descriptors kept free for the admin server, the ready file and logging.
+const RESERVED_FDS: usize = 256;
+
+/// Which of a node's ports a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// JSON-RPC (and health) port.
+    Rpc,
+    /// Prometheus port.
+    Metrics,
+}
+
+/// One simulated node.
+#[derive(Debug)]
+pub struct Node {
+    /// Who it is.
+    pub id: Identity,
+    /// Its height parameters.
+    pub params: Params,
+    /// Its faults and frozen heights.
+    pub state: Mutex<NodeState>,
+    /// Bumped when `hang` is cleared, to end the requests it holds.
+    pub release: watch::Sender<u64>,
+    /// The accept tasks of its listeners (empty while dead).
+    pub tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Node {
+    /// A healthy node that is not yet listening.
+    pub fn new(id: Identity, params: Params) -> Node {
+        Node {
+            id,
+            params,
+            state: Mutex::new(NodeState::new()),
+            release: watch::Sender::new(0),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The node's state. A panic elsewhere cannot leave it half-written (every change
+    /// is one method call on plain data), so a poisoned lock is still usable.
+    pub fn state(&self) -> MutexGuard<'_, NodeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The address of `port`.
+    pub fn addr(&self, port: Port) -> SocketAddr {
+        let p = match port {
+            Port::Rpc => self.id.chain.rpc_port(),
+            Port::Metrics => self.id.chain.metrics_port(),
+        };
+        SocketAddr::from((self.id.ip, p))
+    }
+}
+
+/// Everything the request handlers share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The fleet, by index.
+    pub nodes: Vec<Node>,
+    /// Monotonic time of `e = 0`.
+    pub start: Instant,
+    /// Wall-clock time of `e = 0`.
+    pub start_wall: Timestamp,
+    /// Whether nodes have a metrics port.
+    pub metrics: bool,
+    /// CometBFT `/net_info` peers.
+    pub pool: PeerPool,
+    /// Open connections across the fleet.
+    pub conns: AtomicUsize,
+    /// Above this many open connections, replies close their connection, so idle
+    /// keep-alive connections cannot exhaust the open-file limit.
+    pub close_above: usize,
+    /// Second (since the start, plus one) of the last accept-failure warning.
+    pub accept_warned: AtomicU64,
+}
+
+impl Shared {
+    /// Nanoseconds since the start.
+    pub fn e(&self) -> u128 {
+        self.start.elapsed().as_nanos()
+    }
+
+    /// Runs `f` on the current view of `node`.
+    pub fn with_view<T>(&self, node: &Node, f: impl FnOnce(&View<'_>) -> T) -> T {
+        let facts = node.state().facts(&node.params, self.e());
+        f(&View {
+            node: &node.id,
+            facts,
+            params: node.params,
+            start_wall: self.start_wall,
+        })
+    }
+
+    /// The connection budget for `listeners` listening sockets under `fd_limit`.
+    pub fn connection_budget(fd_limit: u64, listeners: usize) -> usize {
+        usize::try_from(fd_limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(listeners + RESERVED_FDS)
+    }
+}
+
+/// Opens a listening socket on `addr` (address reuse on, so a node that died can
+/// rebind while its old connections sit in TIME_WAIT).
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Opens every port of `node`, or none: on failure the ones already open are closed.
+pub fn bind(node: &Node, metrics: bool) -> io::Result<Vec<(Port, TcpListener)>> {
+    let ports: &[Port] = if metrics {
+        &[Port::Rpc, Port::Metrics]
+    } else {
+        &[Port::Rpc]
+    };
+    ports
+        .iter()
+        .map(|&p| {
+            let addr = node.addr(p);
+            listen(addr)
+                .map(|l| (p, l))
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+        })
+        .collect()
+}
+
+/// Starts serving `listeners` for node `index`.
+pub fn spawn(shared: &Arc<Shared>, index: usize, listeners: Vec<(Port, TcpListener)>) {
+    let Some(node) = shared.nodes.get(index) else {
+        return;
+    };
+    let handles: Vec<JoinHandle<()>> = listeners
+        .into_iter()
+        .map(|(port, l)| tokio::spawn(accept_loop(shared.clone(), index, port, l)))
+        .collect();
+    node.tasks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(handles);
+}
+
+/// Closes every port and connection of `node`, and returns once they are closed.
+pub async fn kill(node: &Node) {
+    let handles = std::mem::take(&mut *node.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+    for h in &handles {
+        h.abort();
+    }
+    for h in handles {
+        // Resolves after the task's future (listener and connections) was dropped.
+        let _ = h.await;
+    }
+}
+
+/// Accepts connections on `listener` and serves them, until aborted.
+async fn accept_loop(shared: Arc<Shared>, index: usize, port: Port, listener: TcpListener) {
+    let mut conns = FuturesUnordered::new();
+    let mut backoff: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            accepted = listener.accept(), if backoff.is_none() => match accepted {
+                Ok((stream, _)) => conns.push(serve_conn(shared.clone(), index, port, stream)),
+                Err(e) => {
+                    // Out of file descriptors (or a transient network error): pause accepting
+                    // instead of spinning on the error, while still serving open connections.
+                    warn_rarely(&shared, index, &e);
+                    backoff = Some(tokio::time::Instant::now() + Duration::from_millis(100));
+                }
+            },
+            Some(()) = conns.next(), if !conns.is_empty() => {}
+            () = sleep_until(backoff), if backoff.is_some() => backoff = None,
+        }
+    }
+}
+
+/// Logs a failed accept at most once a second across the fleet: when descriptors run
+/// out, every listener with a waiting client fails at once.
+fn warn_rarely(shared: &Shared, index: usize, e: &io::Error) {
+    let now = shared.start.elapsed().as_secs() + 1;
+    let last = shared.accept_warned.load(Ordering::Relaxed);
+    if now > last
+        && shared
+            .accept_warned
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            node = index,
+            error = %e,
+            open_connections = shared.conns.load(Ordering::Relaxed),
+            "accept failed; pausing listeners that fail for 100ms (out of file descriptors? \
+             split the fleet over several simulator processes)"
+        );
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// Counts a connection while it is open.
+struct ConnGuard(Arc<Shared>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.conns.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_conn(shared: Arc<Shared>, index: usize, port: Port, stream: TcpStream) {
+    shared.conns.fetch_add(1, Ordering::Relaxed);
+    let guard = ConnGuard(shared.clone());
+    let _ = stream.set_nodelay(true);
+    let svc = service_fn(move |req| handle(guard.0.clone(), index, port, req));
+    if let Err(e) = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .await
+    {
+        tracing::trace!(node = index, error = %e, "connection ended");
+    }
+}
+
+/// Ends a connection without an answer (`hang` released, or the node died meanwhile).
+#[derive(Debug)]
+struct Hangup;
+
+impl std::fmt::Display for Hangup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the node closed the connection without answering")
+    }
+}
+
+impl std::error::Error for Hangup {}
+
+async fn handle(
+    shared: Arc<Shared>,
+    index: usize,
+    port: Port,
+    req: Request<Incoming>,
+) -> Result<Response<SimBody>, Hangup> {
+    let Some(node) = shared.nodes.get(index) else {
+        return Err(Hangup);
+    };
+    // Subscribe before looking at the faults, so a recover in between is not missed.
+    let mut release = node.release.subscribe();
+    let (parts, body) = req.into_parts();
+    // Even a hung node reads what it is sent.
+    let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_REQUEST_BYTES).await;
+    let (faults, slow) = {
+        let st = node.state();
+        (st.faults(), st.slow())
+    };
+    if faults.contains(Fault::Die) {
+        return Err(Hangup);
+    }
+    if faults.contains(Fault::Hang) {
+        let _ = release.changed().await;
+        return Err(Hangup);
+    }
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
+    }
+    let mut resp = match body {
+        Ok(body) => route(&shared, node, port, &parts.method, parts.uri.path(), &body),
+        Err(_) => text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is larger than 1 MiB\n",
+        ),
+    };
+    // Facts may have changed during the delay: the broken-body faults are read again.
+    let faults = if slow.is_some() {
+        node.state().faults()
+    } else {
+        faults
+    };
+    break_body(&mut resp, faults, port);
+    if shared.conns.load(Ordering::Relaxed) > shared.close_above {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(resp)
+}
+
+/// Replaces the body of `resp` as the broken-body faults say (status 200, whatever
+/// the real answer was).
+fn break_body(resp: &mut Response<SimBody>, faults: FaultSet, port: Port) {
+    let json = port == Port::Rpc;
+    let body = if faults.contains(Fault::Oversized) {
+        SimBody::oversized(json, faults.contains(Fault::NonUtf8))
+    } else if faults.contains(Fault::NonUtf8) {
+        SimBody::full(if json {
+            &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"caf\xe9 \xff\xfe\"}"[..]
+        } else {
+            &b"# HELP block_height \xff\xfe\nblock_height{status=\"best\",chain=\"sim\xe9\"} 1\n"[..]
+        })
+    } else if faults.contains(Fault::Malformed) {
+        SimBody::full(if json {
+            &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"peers\":25,\"isSyncing\":fal"[..]
+        } else {
+            &b"# TYPE block_height gauge\nblock_height{status=\"best\" 12 x\n}}{{\n"[..]
+        })
+    } else {
+        return;
+    };
+    *resp.status_mut() = StatusCode::OK;
+    *resp.body_mut() = body;
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: SimBody) -> Response<SimBody> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<SimBody> {
+    respond(status, "text/plain; charset=utf-8", SimBody::full(body))
+}
+
+fn json(status: StatusCode, body: String) -> Response<SimBody> {
+    respond(
+        status,
+        "application/json; charset=utf-8",
+        SimBody::full(body),
+    )
+}
+
+fn not_found() -> Response<SimBody> {
+    text(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+fn method_not_allowed() -> Response<SimBody> {
+    text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
+}
+
+/// The answer of a healthy node.
+fn route(
+    shared: &Shared,
+    node: &Node,
+    port: Port,
+    method: &Method,
+    path: &str,
+    body: &Bytes,
+) -> Response<SimBody> {
+    let chain = node.id.chain;
+    if port == Port::Metrics {
+        if path != chain.metrics_path() {
+            return not_found();
+        }
+        if method != Method::GET {
+            return method_not_allowed();
+        }
+        let text = shared.with_view(node, |v| match chain {
+            Chain::Substrate => substrate::metrics(v),
+            Chain::Ethereum => ethereum::metrics(v),
+            Chain::Cosmos => cosmos::metrics(v),
+        });
+        return respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            SimBody::full(text),
+        );
+    }
+    match (chain, method, path) {
+        (_, &Method::POST, _) => rpc(shared, node, body),
+        (Chain::Substrate, &Method::GET, "/health") => json(
+            StatusCode::OK,
+            shared.with_view(node, |v| substrate::health(v).to_string()),
+        ),
+        (Chain::Substrate, &Method::GET, "/health/readiness") => {
+            let status = if shared.with_view(node, substrate::ready) {
+                StatusCode::OK
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            respond(status, "application/json; charset=utf-8", SimBody::empty())
+        }
+        // geth answers an empty GET with 200, for load balancers' health checks.
+        (Chain::Ethereum, &Method::GET, _) => text(StatusCode::OK, ""),
+        (Chain::Cosmos, &Method::GET, "/status") => json(
+            StatusCode::OK,
+            shared.with_view(node, |v| cosmos::envelope(&cosmos::status(v).to_string())),
+        ),
+        (Chain::Cosmos, &Method::GET, "/net_info") => json(
+            StatusCode::OK,
+            shared.with_view(node, |v| cosmos::envelope(&shared.pool.net_info(v))),
+        ),
+        (Chain::Cosmos, &Method::GET, "/health") => json(StatusCode::OK, cosmos::envelope("{}")),
+        (Chain::Cosmos, &Method::GET, "/") => text(
+            StatusCode::OK,
+            "Available endpoints:\n//health\n//net_info\n//status\n",
+        ),
+        (_, &Method::GET, _) => not_found(),
+        _ => method_not_allowed(),
+    }
+}
+
+/// A JSON-RPC POST, answered from one view of the node (a batch sees one instant).
+fn rpc(shared: &Shared, node: &Node, body: &Bytes) -> Response<SimBody> {
+    let reply = shared.with_view(node, |v| {
+        jsonrpc::respond(body, &mut |method, params| match v.node.chain {
+            Chain::Substrate => substrate::call(v, method, params),
+            Chain::Ethereum => ethereum::call(v, method, params),
+            Chain::Cosmos => cosmos::call(v, &shared.pool, method),
+        })
+    });
+    match reply {
+        Some(doc) => json(StatusCode::OK, doc.to_string()),
+        None => respond(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            SimBody::empty(),
+        ),
+    }
+}

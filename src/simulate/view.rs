@@ -1,0 +1,48 @@
+//! One node at one instant: the input every chain module answers from.
+
+use std::net::Ipv4Addr;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::model::{Chain, Facts, Params};
+
+/// The fixed identity of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Position in the fleet, from 0.
+    pub index: usize,
+    /// Node name (`sim-<index>`), used as Substrate node name and CometBFT moniker.
+    pub name: String,
+    /// Protocol family.
+    pub chain: Chain,
+    /// The loopback address all of the node's ports listen on.
+    pub ip: Ipv4Addr,
+}
+
+/// A node's identity and facts at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    /// Who the node is.
+    pub node: &'a Identity,
+    /// What it reports now.
+    pub facts: Facts,
+    /// Its height parameters (for hashes of past blocks).
+    pub params: Params,
+    /// Wall-clock time of `e = 0`.
+    pub start_wall: Timestamp,
+}
+
+impl View<'_> {
+    /// Wall-clock time of the instant `e` (nanoseconds after the start; may be negative).
+    pub fn wall(&self, e: i128) -> Timestamp {
+        let nanos = i64::try_from(e).unwrap_or(if e < 0 { i64::MIN } else { i64::MAX });
+        self.start_wall
+            .checked_add(SignedDuration::from_nanos(nanos))
+            .unwrap_or(self.start_wall)
+    }
+
+    /// Seed for the node's identifiers (keys, peer ids), distinct per chain and index.
+    pub fn seed(&self) -> u64 {
+        (self.node.index as u64) ^ ((self.node.chain as u64) << 56)
+    }
+}
