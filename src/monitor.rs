@@ -825,20 +825,8 @@ pub fn incident_record(
 fn placeholder_config() -> Config {
     Config {
         chain: Chain::Tcp,
-        target: ProbeTarget {
-            kind: ProbeKind::Tcp,
-            rpc: None,
-            metrics: None,
-            health: None,
-            tcp: None,
-            expect_status: Vec::new(),
-            expect_json: Vec::new(),
-            metrics_prefix: None,
-        },
-        options: ProbeOptions {
-            timeout: Duration::from_secs(1),
-            max_response_bytes: 1 << 20,
-        },
+        target: ProbeTarget::new(ProbeKind::Tcp),
+        options: ProbeOptions::default(),
         limits: Limits {
             min_peers: 0,
             max_block_stall: Duration::from_secs(60),

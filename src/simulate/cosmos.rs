@@ -236,25 +236,19 @@ pub fn metrics(v: &View<'_>) -> String {
 mod tests {
     use super::*;
     use crate::simulate::model::{Chain, Fault, FaultOptions, NodeState, Params};
-    use crate::simulate::view::Identity;
-    use std::net::Ipv4Addr;
+    use crate::simulate::view::with_test_view;
     use std::time::Duration;
 
     fn with_view<T>(state: &NodeState, f: impl FnOnce(&View<'_>) -> T) -> T {
-        let id = Identity {
-            index: 5,
-            name: "sim-5".into(),
-            chain: Chain::Cosmos,
-            ip: Ipv4Addr::new(127, 0, 0, 6),
-        };
-        let params = Params::new(Chain::Cosmos, Duration::from_secs(6), 3, 5);
-        let view = View {
-            node: &id,
-            facts: state.facts(&params, 60_000_000_000),
-            params,
-            start_wall: jiff::Timestamp::from_second(1_700_000_000).unwrap(),
-        };
-        f(&view)
+        with_test_view(
+            Chain::Cosmos,
+            5,
+            Duration::from_secs(6),
+            3,
+            60_000_000_000,
+            state,
+            f,
+        )
     }
 
     #[test]

@@ -132,25 +132,19 @@ pub fn metrics(v: &View<'_>) -> String {
 mod tests {
     use super::*;
     use crate::simulate::model::{Chain, Fault, FaultOptions, NodeState, Params};
-    use crate::simulate::view::Identity;
-    use std::net::Ipv4Addr;
+    use crate::simulate::view::with_test_view;
     use std::time::Duration;
 
     fn with_view<T>(state: &NodeState, f: impl FnOnce(&View<'_>) -> T) -> T {
-        let id = Identity {
-            index: 0,
-            name: "sim-0".into(),
-            chain: Chain::Ethereum,
-            ip: Ipv4Addr::new(127, 0, 0, 1),
-        };
-        let params = Params::new(Chain::Ethereum, Duration::from_secs(12), 9, 0);
-        let view = View {
-            node: &id,
-            facts: state.facts(&params, 120_000_000_000),
-            params,
-            start_wall: jiff::Timestamp::from_second(1_700_000_000).unwrap(),
-        };
-        f(&view)
+        with_test_view(
+            Chain::Ethereum,
+            0,
+            Duration::from_secs(12),
+            9,
+            120_000_000_000,
+            state,
+            f,
+        )
     }
 
     fn rpc(v: &View<'_>, body: &str) -> Value {

@@ -187,26 +187,19 @@ pub fn metrics(v: &View<'_>) -> String {
 mod tests {
     use super::*;
     use crate::simulate::model::{Chain, Fault, FaultOptions, NodeState, Params};
-    use crate::simulate::view::Identity;
-    use std::net::Ipv4Addr;
+    use crate::simulate::view::with_test_view;
     use std::time::Duration;
 
     fn with_view<T>(state: &NodeState, f: impl FnOnce(&View<'_>) -> T) -> T {
-        let id = Identity {
-            index: 3,
-            name: "sim-3".into(),
-            chain: Chain::Substrate,
-            ip: Ipv4Addr::new(127, 0, 0, 1),
-        };
-        let params = Params::new(Chain::Substrate, Duration::from_secs(6), 25, 3);
-        let e = 60_000_000_000;
-        let view = View {
-            node: &id,
-            facts: state.facts(&params, e),
-            params,
-            start_wall: jiff::Timestamp::from_second(1_700_000_000).unwrap(),
-        };
-        f(&view)
+        with_test_view(
+            Chain::Substrate,
+            3,
+            Duration::from_secs(6),
+            25,
+            60_000_000_000,
+            state,
+            f,
+        )
     }
 
     fn rpc(v: &View<'_>, body: &str) -> Value {

@@ -46,3 +46,31 @@ impl View<'_> {
         (self.node.index as u64) ^ ((self.node.chain as u64) << 56)
     }
 }
+
+/// Runs `f` on a view of node `index` of `chain` whose state is `state`, `elapsed_ns` after
+/// the start (block time and peers as given), as the chain modules' tests need.
+#[cfg(test)]
+pub fn with_test_view<T>(
+    chain: Chain,
+    index: usize,
+    block_time: std::time::Duration,
+    peers: u32,
+    elapsed_ns: u128,
+    state: &super::model::NodeState,
+    f: impl FnOnce(&View<'_>) -> T,
+) -> T {
+    let id = Identity {
+        index,
+        name: format!("sim-{index}"),
+        chain,
+        ip: Ipv4Addr::new(127, 0, 0, index as u8 + 1),
+    };
+    let params = Params::new(chain, block_time, peers, index as u64);
+    let view = View {
+        node: &id,
+        facts: state.facts(&params, elapsed_ns),
+        params,
+        start_wall: Timestamp::from_second(1_700_000_000).expect("valid timestamp"),
+    };
+    f(&view)
+}
