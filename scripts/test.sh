@@ -18,6 +18,10 @@ step "Kubernetes test binaries (built once, then cached)"
 BIN_DIR=$(scripts/k8s-bins.sh)
 export VIGIL_TEST_BIN_DIR=$BIN_DIR
 
+step "OpenSSH server for the SSH tests (from Debian's packages, then cached)"
+SSHD_DIR=$(scripts/sshd-bins.sh) # not `export X=$(...)`: that would hide a failure from set -e
+export VIGIL_TEST_SSHD_DIR=$SSHD_DIR
+
 step "building tests"
 cargo test --locked --no-run
 

@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod operator;
 pub mod pipeline;
 pub mod probe;
+pub mod remediate;
 pub mod server;
 pub mod simulate;
 pub mod telemetry;

@@ -74,6 +74,9 @@ struct RunArgs {
     /// 0s writes them only together with a change, so a healthy fleet causes no writes.
     #[arg(long, env = "VIGIL_FACTS_REFRESH", default_value = "0s")]
     facts_refresh: String,
+    /// Decide and record every remediation (status, Events, metrics), but never act.
+    #[arg(long, env = "VIGIL_DRY_RUN")]
+    dry_run: bool,
 }
 
 fn main() -> ExitCode {
@@ -121,7 +124,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let client = match kube::Client::try_default().await {
+        let client = match operator::Clients::infer().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build a Kubernetes client (KUBECONFIG or in-cluster config)");
@@ -150,6 +153,7 @@ fn run(args: RunArgs) -> ExitCode {
             concurrency: args.concurrency,
             probe_concurrency: args.probe_concurrency,
             facts_refresh,
+            dry_run: args.dry_run,
         };
         match operator::run(client, settings, Shutdown::on_signals()).await {
             Ok(()) => {

@@ -29,6 +29,12 @@ pub struct Metrics {
     pub probes_skipped: IntCounter,
     /// Watched validators by published Ready status.
     pub validators: IntGaugeVec,
+    /// Remediation actions, by action and result (`Succeeded`, `Failed`, `Blocked`, `DryRun`).
+    pub remediations: IntCounterVec,
+    /// Remediation decisions held back, by guard reason (`Cooldown`, `StormGuard`, ...).
+    pub remediations_blocked: IntCounterVec,
+    /// Validators escalated to a person.
+    pub escalations: IntCounter,
 }
 
 impl Default for Metrics {
@@ -110,8 +116,32 @@ impl Metrics {
             &["ready"],
         )
         .expect("valid metric");
+        let remediations = IntCounterVec::new(
+            Opts::new(
+                "vigil_remediations_total",
+                "Remediation actions, by action and result",
+            ),
+            &["action", "result"],
+        )
+        .expect("valid metric");
+        let remediations_blocked = IntCounterVec::new(
+            Opts::new(
+                "vigil_remediations_blocked_total",
+                "Remediation decisions held back, by guard reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let escalations = IntCounter::new(
+            "vigil_escalations_total",
+            "Validators escalated to a person",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(remediations.clone()),
+            Box::new(remediations_blocked.clone()),
+            Box::new(escalations.clone()),
             Box::new(reconcile_errors.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(status_writes.clone()),
@@ -136,6 +166,9 @@ impl Metrics {
             probe_lateness,
             probes_skipped,
             validators,
+            remediations,
+            remediations_blocked,
+            escalations,
         }
     }
 

@@ -12,15 +12,18 @@
 //! Block heights alone do not count (a steady healthy fleet causes no writes); they are
 //! refreshed with every write, and at most every `facts_refresh` when that is non-zero.
 
+mod heal;
+
 use crate::api::{
     Chain, ChainFacts, FleetIncident, MonitorPolicy, MonitorPolicySpec, MonitoredValidator,
-    MonitoredValidatorStatus, ProbeRecord,
+    MonitoredValidatorStatus, ProbeRecord, RemediationAction, Target,
 };
 use crate::conditions::{self, Change, Desired};
 use crate::fleet::Fleet;
 use crate::health::{self, Check, FleetView, Incident, Limits, Memory, Outcome, Sample, Status};
 use crate::metrics::Metrics;
 use crate::probe::{ProbeError, ProbeKind, ProbeOptions, ProbeTarget, Prober};
+use crate::remediate::guard::Rules;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -45,6 +48,36 @@ const FLEET_MANAGER: &str = "vigil-fleet";
 /// A validator, by namespace and name.
 pub type Key = (String, String);
 
+/// Annotation with which a person asks for a restart now, once per distinct value.
+pub const RESTART_ANNOTATION: &str = "vigil.dev/restart";
+/// Annotation with which a person acknowledges and clears an escalation, once per value.
+pub const ACK_ANNOTATION: &str = "vigil.dev/ack";
+
+/// A condition that changed status: (type, status, reason, message), for its Event.
+type Transition = (String, String, String, String);
+
+/// Sets a condition, collecting the transition for its Event. Every change of status is an
+/// Event; a detail condition appearing healthy is not news (five Events per new validator).
+fn set_condition(
+    s: &mut MonitoredValidatorStatus,
+    d: Desired<'_>,
+    generation: Option<i64>,
+    now: &Time,
+    transitions: &mut Vec<Transition>,
+) {
+    let (t, st, r, m) = (
+        d.type_.to_string(),
+        d.status,
+        d.reason.to_string(),
+        d.message.clone(),
+    );
+    if let Change::Transitioned { from } = conditions::set(&mut s.conditions, d, generation, now)
+        && (from.is_some() || t == "Ready" || st != "True")
+    {
+        transitions.push((t, st.to_string(), r, m));
+    }
+}
+
 /// How one validator is probed and judged; rebuilt from the spec and its policy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -62,6 +95,75 @@ pub struct Config {
     pub policy: String,
     /// Generation of the validator this config was built from.
     pub generation: Option<i64>,
+    /// How the validator is healed.
+    pub heal: Heal,
+}
+
+/// How a validator is healed; rebuilt from its spec and its policy.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Heal {
+    /// The policy's remediation rules.
+    pub rules: Rules,
+    /// What to act on.
+    pub target: Option<Target>,
+    /// The validator's `spec.suspend`.
+    pub suspended: bool,
+    /// The `ssh` action's command: name, argv (with placeholders) and timeout.
+    pub ssh_command: Option<(String, Vec<String>, Duration)>,
+}
+
+impl Heal {
+    /// Builds the healing config from a validator's spec and its policy.
+    pub fn new(mv: &MonitoredValidator, policy: &MonitorPolicySpec) -> Result<Heal, String> {
+        let d = |what: &str, v: &crate::api::Dur| v.parse().map_err(|e| format!("{what}: {e}"));
+        let r = &policy.remediation;
+        let percent = r
+            .max_unhealthy
+            .trim_end_matches('%')
+            .parse::<u32>()
+            .map_err(|_| {
+                format!(
+                    "remediation.maxUnhealthy {:?} is not a percentage",
+                    r.max_unhealthy
+                )
+            })?;
+        let ssh_command = match (&r.ssh_command, r.action) {
+            (Some(name), _) => match r.ssh_commands.get(name) {
+                Some(c) => Some((
+                    name.clone(),
+                    c.argv.clone(),
+                    d("remediation.sshCommands.timeout", &c.timeout)?,
+                )),
+                None => {
+                    return Err(format!(
+                        "remediation.sshCommand {name:?} is not in remediation.sshCommands"
+                    ));
+                }
+            },
+            (None, RemediationAction::Ssh) => {
+                return Err("remediation.action ssh needs remediation.sshCommand".into());
+            }
+            (None, _) => None,
+        };
+        Ok(Heal {
+            rules: Rules {
+                enabled: r.enabled,
+                action: r.action,
+                max_attempts: r.max_attempts,
+                window: d("remediation.window", &r.window)?,
+                cooldown: d("remediation.cooldown", &r.cooldown)?,
+                max_cooldown: d("remediation.maxCooldown", &r.max_cooldown)?,
+                healthy_reset_after: d("remediation.healthyResetAfter", &r.healthy_reset_after)?,
+                max_concurrent: r.max_concurrent,
+                max_unhealthy_percent: percent,
+                escalate_after: r.escalate_after,
+                policy_suspended: policy.suspend,
+            },
+            target: mv.spec.target.clone(),
+            suspended: mv.spec.suspend,
+            ssh_command,
+        })
+    }
 }
 
 impl Config {
@@ -116,6 +218,7 @@ impl Config {
             interval,
             policy: mv.spec.policy_ref.name.clone(),
             generation: mv.meta().generation,
+            heal: Heal::new(mv, policy)?,
         })
     }
 }
@@ -196,6 +299,18 @@ struct Entry {
     /// The status as last written (or as found when the entry was created).
     status: MonitoredValidatorStatus,
     last_write: Option<Instant>,
+    /// Bumped on every change of `status` in the cache.
+    version: u64,
+    /// The `version` the API server last accepted; a difference is a write still due.
+    written: u64,
+    /// Serializes this validator's status writes, so that an older one never lands last.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// This process is acting on the validator right now (decided, not finished).
+    acting: bool,
+    /// The `vigil.dev/restart` annotation as last seen.
+    restart_token: Option<String>,
+    /// The `vigil.dev/ack` annotation as last seen.
+    ack_token: Option<String>,
 }
 
 #[derive(Default)]
@@ -205,11 +320,15 @@ struct State {
     fleets: HashMap<(String, String, Chain), Fleet>,
     /// What this process knows of each fleet's incident.
     incidents: HashMap<(String, String, Chain), IncidentState>,
+    /// Policies whose storm guard is on (shown as `StormActive` on the policy).
+    storms: HashMap<(String, String), bool>,
 }
 
 /// The probing engine; one per process, running while the process leads.
 pub struct Monitor {
     client: Client,
+    /// The client of remediation actions (no automatic retries: a refusal is an answer).
+    actions: Client,
     recorder: Recorder,
     metrics: Metrics,
     prober: Prober,
@@ -218,6 +337,21 @@ pub struct Monitor {
     permits: Arc<Semaphore>,
     facts_refresh: Duration,
     validators: Store<DeserializeGuard<MonitoredValidator>>,
+    /// Decide and record, never act.
+    dry_run: bool,
+    /// HTTP client of the webhook action.
+    http: reqwest::Client,
+}
+
+/// Tuning of the monitor.
+#[derive(Clone, Debug)]
+pub struct MonitorOptions {
+    /// Most probes in flight at once.
+    pub concurrency: usize,
+    /// Refresh facts in status at most this often without a change (0: only with a change).
+    pub facts_refresh: Duration,
+    /// Decide and record remediations, never perform them (`--dry-run`).
+    pub dry_run: bool,
 }
 
 fn phase(key: &Key, interval: Duration) -> Duration {
@@ -232,25 +366,31 @@ fn fleet_key(ns: &str, c: &Config) -> (String, String, Chain) {
 }
 
 impl Monitor {
-    /// A monitor with at most `concurrency` probes in flight.
+    /// A monitor with at most `options.concurrency` probes in flight.
     pub fn new(
         client: Client,
+        actions: Client,
         recorder: Recorder,
         metrics: Metrics,
-        concurrency: usize,
-        facts_refresh: Duration,
+        options: MonitorOptions,
         validators: Store<DeserializeGuard<MonitoredValidator>>,
     ) -> Arc<Self> {
         Arc::new(Monitor {
             client,
+            actions,
             recorder,
             metrics,
             prober: Prober::new(),
             state: Mutex::new(State::default()),
             wake: Notify::new(),
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            facts_refresh,
+            permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            facts_refresh: options.facts_refresh,
             validators,
+            dry_run: options.dry_run,
+            http: reqwest::Client::builder()
+                .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_default(),
         })
     }
 
@@ -259,6 +399,9 @@ impl Monitor {
     pub async fn watch(self: &Arc<Self>, mv: &MonitoredValidator, config: Config) {
         let key = (mv.namespace().unwrap_or_default(), mv.name_any());
         let config = Arc::new(config);
+        let annotation = |k: &str| mv.annotations().get(k).cloned();
+        let (restart, ack) = (annotation(RESTART_ANNOTATION), annotation(ACK_ANNOTATION));
+        let mut tokens_changed = false;
         let write = {
             let mut st = self.state.lock().expect("monitor state");
             let now = Instant::now();
@@ -274,6 +417,11 @@ impl Monitor {
                 Some(e) if e.blocked => entries.remove(&key).map(|e| e.status),
                 _ => None,
             };
+            if let Some(e) = entries.get_mut(&key) {
+                tokens_changed = e.restart_token != restart || e.ack_token != ack;
+                e.restart_token = restart.clone();
+                e.ack_token = ack.clone();
+            }
             match entries.get_mut(&key) {
                 Some(e) if *e.config == *config => false,
                 Some(e) => {
@@ -308,8 +456,15 @@ impl Monitor {
                             status: kept_status
                                 .unwrap_or_else(|| mv.status.clone().unwrap_or_default()),
                             last_write: None,
+                            version: 0,
+                            written: 0,
+                            write_lock: Arc::default(),
+                            acting: false,
+                            restart_token: restart.clone(),
+                            ack_token: ack.clone(),
                         },
                     );
+                    tokens_changed = restart.is_some() || ack.is_some();
                     true
                 }
             }
@@ -328,6 +483,11 @@ impl Monitor {
                 ),
             };
             self.publish(&key, None, Some(pending), None).await;
+        }
+        if tokens_changed {
+            // A person asked for something: answer now, not at the next probe.
+            let (me, key) = (self.clone(), key.clone());
+            tokio::spawn(async move { me.heal(&key).await });
         }
     }
 
@@ -362,6 +522,12 @@ impl Monitor {
                     memory: Memory::default(),
                     status,
                     last_write: None,
+                    version: 0,
+                    written: 0,
+                    write_lock: Arc::default(),
+                    acting: false,
+                    restart_token: None,
+                    ack_token: None,
                 },
             );
         }
@@ -550,6 +716,7 @@ impl Monitor {
         } else if self.facts_refresh > Duration::ZERO {
             self.publish(&key, None, None, Some((facts, record))).await;
         }
+        self.heal(&key).await;
     }
 
     /// Applies conditions (from a verdict, or one given condition) and facts to the cached
@@ -562,7 +729,7 @@ impl Monitor {
         seen: Option<(Option<ChainFacts>, ProbeRecord)>,
     ) {
         let now = conditions::now();
-        let (status, previous, transitions, reference) = {
+        let (transitions, reference) = {
             let mut st = self.state.lock().expect("monitor state");
             let Some(e) = st.entries.get_mut(key) else {
                 return;
@@ -573,20 +740,7 @@ impl Monitor {
             s.observed_generation = generation;
             let mut transitions = Vec::new();
             let mut set = |s: &mut MonitoredValidatorStatus, d: Desired<'_>| {
-                let (t, st, r, m) = (
-                    d.type_.to_string(),
-                    d.status,
-                    d.reason.to_string(),
-                    d.message.clone(),
-                );
-                // Every change of status is an Event; a detail condition appearing healthy
-                // is not news (it would be five Events per new validator).
-                if let Change::Transitioned { from } =
-                    conditions::set(&mut s.conditions, d, generation, &now)
-                    && (from.is_some() || t == "Ready" || st != "True")
-                {
-                    transitions.push((t, st.to_string(), r, m));
-                }
+                set_condition(s, d, generation, &now, &mut transitions)
             };
             if let Some(checks) = &checks {
                 for c in checks {
@@ -625,13 +779,86 @@ impl Monitor {
                 s.consecutive_failures = e.memory.failures;
                 s.consecutive_successes = e.memory.successes;
             }
-            if s == previous {
+            // A write that failed before is retried with the next change or probe.
+            if s == previous && e.written == e.version {
                 return;
             }
-            e.status = s.clone();
+            if s != previous {
+                e.status = s;
+                e.version += 1;
+            }
             e.last_write = Some(Instant::now());
-            (s, previous, transitions, e.reference.clone())
+            (transitions, e.reference.clone())
         };
+        self.commit(key, transitions, &reference).await;
+    }
+
+    /// Writes the cached status (the latest: writes of one validator are serialized, so an
+    /// older status never lands after a newer one), then the Events of `transitions`.
+    /// Returns whether the cached status is now on the server.
+    async fn commit(
+        &self,
+        key: &Key,
+        transitions: Vec<Transition>,
+        reference: &ObjectReference,
+    ) -> bool {
+        let lock = match self.state.lock().expect("monitor state").entries.get(key) {
+            Some(e) => e.write_lock.clone(),
+            None => return false,
+        };
+        let _serial = lock.lock().await;
+        let (status, version) = {
+            let st = self.state.lock().expect("monitor state");
+            match st.entries.get(key) {
+                Some(e) if e.written == e.version => (None, e.version),
+                Some(e) => (Some(e.status.clone()), e.version),
+                None => return false,
+            }
+        };
+        if let Some(status) = status
+            && !self.write_status(key, &status).await
+        {
+            return false;
+        }
+        if let Some(e) = self
+            .state
+            .lock()
+            .expect("monitor state")
+            .entries
+            .get_mut(key)
+        {
+            e.written = e.written.max(version);
+        }
+        for (type_, status, reason, message) in transitions {
+            // For most conditions True is good; for these two it is the news.
+            let warn = match type_.as_str() {
+                "Escalated" => status == "True",
+                "Remediating" => false,
+                "Ready" => status == "False" || (status == "Unknown" && reason != "Pending"),
+                _ => status == "False",
+            };
+            let ev = Event {
+                type_: if warn {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: reason.clone(),
+                note: Some(format!("{type_} is {status}: {message}")),
+                action: if matches!(type_.as_str(), "Escalated" | "Remediating") {
+                    "Remediate".into()
+                } else {
+                    "Probe".into()
+                },
+                secondary: None,
+            };
+            self.event(reference, ev).await;
+        }
+        true
+    }
+
+    /// One status write (server-side apply); false when it failed.
+    async fn write_status(&self, key: &Key, status: &MonitoredValidatorStatus) -> bool {
         let api: Api<MonitoredValidator> = Api::namespaced(self.client.clone(), &key.0);
         let patch = serde_json::json!({
             "apiVersion": "vigil.dev/v1alpha1",
@@ -654,40 +881,20 @@ impl Monitor {
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 self.forget(key);
-                return;
+                return false;
             }
             Err(err) => {
                 tracing::warn!(namespace = %key.0, name = %key.1, error = %err, "writing validator status failed");
-                // Put the old status back so the next probe retries the write.
-                if let Some(e) = self
-                    .state
-                    .lock()
-                    .expect("monitor state")
-                    .entries
-                    .get_mut(key)
-                {
-                    e.status = previous;
-                }
-                return;
+                return false;
             }
         }
-        for (type_, status, reason, message) in transitions {
-            let warn = status == "False"
-                || (type_ == "Ready" && status == "Unknown" && reason != "Pending");
-            let ev = Event {
-                type_: if warn {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: reason.clone(),
-                note: Some(format!("{type_} is {status}: {message}")),
-                action: "Probe".into(),
-                secondary: None,
-            };
-            if let Err(e) = self.recorder.publish(&ev, &reference).await {
-                tracing::warn!(error = %e, "publishing event failed");
-            }
+        true
+    }
+
+    /// Publishes an Event, logging (not failing) when that is refused.
+    async fn event(&self, reference: &ObjectReference, ev: Event) {
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            tracing::warn!(error = %e, "publishing event failed");
         }
     }
 
@@ -839,6 +1046,7 @@ fn placeholder_config() -> Config {
         interval: Duration::from_secs(3600),
         policy: String::new(),
         generation: None,
+        heal: Heal::default(),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Settings {
     /// Refresh block heights in status at most this often even without a change (0: only
     /// with a change).
     pub facts_refresh: Duration,
+    /// Decide and record remediations, never perform them.
+    pub dry_run: bool,
 }
 
 /// Why the operator stopped other than by a signal.
@@ -92,8 +94,34 @@ impl Shutdown {
     }
 }
 
+/// The Kubernetes clients of the operator.
+#[derive(Clone)]
+pub struct Clients {
+    /// Watches, status writes, leases, Events: transient refusals (429, 503) are retried.
+    pub api: Client,
+    /// Remediation actions: never retried by the client, because a refusal is an answer (a
+    /// PodDisruptionBudget refuses an eviction with 429; retrying would hide it for minutes).
+    pub actions: Client,
+}
+
+impl Clients {
+    /// Both clients from the kubeconfig or the in-cluster configuration.
+    pub async fn infer() -> Result<Clients, kube::Error> {
+        let config = kube::Config::infer()
+            .await
+            .map_err(kube::Error::InferConfig)?;
+        let mut actions = config.clone();
+        actions.default_retry = false;
+        Ok(Clients {
+            api: Client::try_from(config)?,
+            actions: Client::try_from(actions)?,
+        })
+    }
+}
+
 /// Runs the operator until a signal (Ok) or a fatal error.
-pub async fn run(client: Client, settings: Settings, shutdown: Shutdown) -> Result<(), RunError> {
+pub async fn run(clients: Clients, settings: Settings, shutdown: Shutdown) -> Result<(), RunError> {
+    let client = clients.api.clone();
     let metrics = Metrics::new();
     let readiness = Arc::new(Readiness::default());
     let (addr, serve) = server::bind(
@@ -140,7 +168,7 @@ pub async fn run(client: Client, settings: Settings, shutdown: Shutdown) -> Resu
             .boxed()
             .shared()
         };
-        run_controllers(client.clone(), &settings, metrics.clone(), readiness.clone(), stop).await;
+        run_controllers(clients.clone(), &settings, metrics.clone(), readiness.clone(), stop).await;
         readiness.leader.store(false, Ordering::Relaxed);
         metrics.leader.set(0);
         let lost_it = lost_leadership.now_or_never().is_some() && !shutdown.requested();
@@ -211,7 +239,7 @@ where
 }
 
 async fn run_controllers(
-    client: Client,
+    clients: Clients,
     settings: &Settings,
     metrics: Metrics,
     readiness: Arc<Readiness>,
@@ -222,6 +250,7 @@ async fn run_controllers(
         wc = wc.labels(sel);
     }
     let cfg = ControllerConfig::default().concurrency(settings.concurrency);
+    let client = clients.api.clone();
 
     let validators_api: Api<DeserializeGuard<MonitoredValidator>> =
         api_for(&client, &settings.namespace);
@@ -243,10 +272,14 @@ async fn run_controllers(
     let recorder = Recorder::new(client.clone(), reporter);
     let monitor = Monitor::new(
         client.clone(),
+        clients.actions.clone(),
         recorder.clone(),
         metrics.clone(),
-        settings.probe_concurrency,
-        settings.facts_refresh,
+        crate::monitor::MonitorOptions {
+            concurrency: settings.probe_concurrency,
+            facts_refresh: settings.facts_refresh,
+            dry_run: settings.dry_run,
+        },
         validators.clone(),
     );
     let ctx: Ctx = Arc::new(Context {

@@ -209,7 +209,11 @@ impl Default for RemediationSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SshCommand {
-    /// The program and its arguments, each quoted separately before it reaches the remote shell.
+    /// The program and its arguments, each quoted separately before it reaches the remote
+    /// shell. In an element, `{validator}`, `{namespace}`, `{chain}`, `{host}`, `{reason}`
+    /// (why the node is unhealthy), `{token}` (the attempt's unique token) and `{request}` (the
+    /// `vigil.dev/restart` value of a manual restart, else empty) are replaced; the element
+    /// stays one quoted argument, so no value reaches the shell unquoted.
     #[schemars(length(min = 1, max = 64))]
     pub argv: Vec<String>,
     /// How long the command may run.

@@ -334,6 +334,10 @@ pub struct RemediationStatus {
     /// Remediations performed over the object's lifetime.
     #[serde(default)]
     pub total_actions: u32,
+    /// Attempts in a row that did not heal the node (failed, or still unhealthy when their
+    /// cooldown ended); `escalateAfter` of them escalate.
+    #[serde(default)]
+    pub failed_attempts: u32,
     /// The last action taken (`evictPod`, `rolloutRestart`, `ssh:<command>`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_action: Option<String>,
@@ -370,7 +374,9 @@ pub struct RemediationRecord {
     /// When it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<Time>,
-    /// `Succeeded`, `Failed`, `Blocked`, `DryRun` or `InFlight`.
+    /// `InFlight` (decided and recorded, result not known yet), `Succeeded`, `Failed`,
+    /// `Blocked` (refused by a PodDisruptionBudget; retried, not counted), `DryRun`, or
+    /// `Interrupted` (Vigil stopped while it ran; never repeated).
     #[serde(default)]
     pub result: String,
     /// What happened, for people.
@@ -379,6 +385,9 @@ pub struct RemediationRecord {
     /// Who asked: `policy` or `manual`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub trigger: String,
+    /// Whether the node was healthy again afterwards; unset until that is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
 }
 
 /// The last diagnosis from the advisor.

@@ -99,10 +99,11 @@ pub async fn reconcile(
 async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
-    // The fleet incident belongs to the monitor (its own field manager): leave it out, so
-    // this apply neither takes it over nor removes it.
+    // The fleet incident and `StormActive` belong to the monitor (their own field managers):
+    // leave them out, so this apply neither takes them over nor removes them.
     let current = policy.status.clone().map(|mut s| {
         s.fleet_incident = None;
+        s.conditions.retain(|c| c.type_ == "Ready");
         s
     });
     let mut status: MonitorPolicyStatus = current.clone().unwrap_or_default();

@@ -3,7 +3,9 @@
 
 pub mod cluster;
 pub mod operator;
+pub mod receiver;
 pub mod simulator;
+pub mod sshd;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};

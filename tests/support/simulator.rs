@@ -142,6 +142,11 @@ impl Simulator {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// POSTs `body` to an admin API path (e.g. `/fault` with a node list).
+    pub fn admin_post(&self, path: &str, body: &Value) {
+        self.admin_ok(path, body);
+    }
+
     fn admin_ok(&self, path: &str, body: &Value) {
         let (status, text) =
             http(&self.admin, "POST", path, Some(&body.to_string())).expect("admin API");

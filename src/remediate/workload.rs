@@ -1,0 +1,369 @@
+//! Acting on a validator that runs in the cluster: evict or delete its pod, or restart the
+//! StatefulSet, Deployment or DaemonSet that owns it.
+
+use super::guard::Outcome;
+use crate::api::{RemediationAction, WorkloadKind, WorkloadTarget};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::{Api, Client, ResourceExt};
+use std::time::Duration;
+
+/// The pod-template annotation a `rolloutRestart` sets; its value is the attempt's token, so
+/// each attempt changes the template exactly once (and repeating an attempt changes nothing).
+pub const RESTART_ANNOTATION: &str = "vigil.dev/restartedAt";
+
+/// Turns a label selector into the `labelSelector` query syntax.
+pub fn selector_string(sel: &LabelSelector) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for (k, v) in sel.match_labels.iter().flatten() {
+        parts.push(format!("{k}={v}"));
+    }
+    for e in sel.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            op => return Err(format!("unknown selector operator {op:?}")),
+        });
+    }
+    if parts.is_empty() {
+        return Err("the selector is empty: it would match every pod".into());
+    }
+    Ok(parts.join(","))
+}
+
+/// Picks the one live pod of a validator out of the pods a selector matched.
+pub fn the_pod(pods: Vec<Pod>, what: &str) -> Result<Pod, String> {
+    let live: Vec<Pod> = pods
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    match live.len() {
+        1 => Ok(live.into_iter().next().expect("one pod")),
+        0 => Err(format!("no running pod matches {what}")),
+        n => Err(format!(
+            "{n} pods match {what}; a validator must map to exactly one pod (name it, or narrow the selector)"
+        )),
+    }
+}
+
+/// The workload that owns a pod: (kind, name), following a ReplicaSet to its Deployment.
+pub fn controller_of(refs: &[OwnerReference]) -> Option<(&str, &str)> {
+    refs.iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| (r.kind.as_str(), r.name.as_str()))
+}
+
+async fn selector_of(
+    client: &Client,
+    ns: &str,
+    t: &WorkloadTarget,
+) -> Result<LabelSelector, String> {
+    let name = t.name.as_deref().unwrap_or_default();
+    let not_found = |kind: &str, e: kube::Error| format!("cannot read {kind} {name}: {e}");
+    let selector = match t.kind {
+        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .map_err(|e| not_found("StatefulSet", e))?
+            .spec
+            .map(|s| s.selector),
+        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .map_err(|e| not_found("Deployment", e))?
+            .spec
+            .map(|s| s.selector),
+        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .map_err(|e| not_found("DaemonSet", e))?
+            .spec
+            .map(|s| s.selector),
+        WorkloadKind::Pod => None,
+    };
+    selector.ok_or_else(|| format!("{:?} {name} has no pod selector", t.kind))
+}
+
+/// The validator's pod.
+async fn resolve_pod(client: &Client, ns: &str, t: &WorkloadTarget) -> Result<Pod, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let (selector, what) = match (&t.kind, &t.name, &t.selector) {
+        (WorkloadKind::Pod, Some(name), _) => {
+            return pods
+                .get(name)
+                .await
+                .map_err(|e| format!("cannot read pod {name}: {e}"));
+        }
+        (_, _, Some(sel)) => (sel.clone(), "the target's selector".to_string()),
+        (kind, Some(name), None) => (
+            selector_of(client, ns, t).await?,
+            format!("{kind:?} {name}"),
+        ),
+        (_, None, None) => {
+            return Err("the workload target names no pod and has no selector".into());
+        }
+    };
+    let lp = ListParams::default().labels(&selector_string(&selector)?);
+    let list = pods
+        .list(&lp)
+        .await
+        .map_err(|e| format!("cannot list pods: {e}"))?;
+    the_pod(list.items, &what)
+}
+
+/// The workload a `rolloutRestart` restarts: the target itself, or the owner of its pod.
+async fn resolve_owner(
+    client: &Client,
+    ns: &str,
+    t: &WorkloadTarget,
+) -> Result<(WorkloadKind, String), String> {
+    if let (
+        WorkloadKind::StatefulSet | WorkloadKind::Deployment | WorkloadKind::DaemonSet,
+        Some(name),
+    ) = (t.kind, &t.name)
+    {
+        return Ok((t.kind, name.clone()));
+    }
+    let pod = resolve_pod(client, ns, t).await?;
+    let refs = pod.metadata.owner_references.clone().unwrap_or_default();
+    match controller_of(&refs) {
+        Some(("StatefulSet", n)) => Ok((WorkloadKind::StatefulSet, n.into())),
+        Some(("DaemonSet", n)) => Ok((WorkloadKind::DaemonSet, n.into())),
+        Some(("ReplicaSet", rs)) => {
+            let rs = Api::<ReplicaSet>::namespaced(client.clone(), ns)
+                .get(rs)
+                .await
+                .map_err(|e| format!("cannot read ReplicaSet {rs}: {e}"))?;
+            match controller_of(rs.metadata.owner_references.as_deref().unwrap_or_default()) {
+                Some(("Deployment", d)) => Ok((WorkloadKind::Deployment, d.into())),
+                _ => Err(format!(
+                    "ReplicaSet {} has no owning Deployment to restart",
+                    rs.name_any()
+                )),
+            }
+        }
+        Some((kind, n)) => Err(format!(
+            "pod {} is owned by {kind} {n}, which Vigil cannot restart",
+            pod.name_any()
+        )),
+        None => Err(format!(
+            "pod {} has no owning workload to restart; use evictPod or deletePod",
+            pod.name_any()
+        )),
+    }
+}
+
+/// Runs a pod or workload action. `retry` is when to try again after a PodDisruptionBudget
+/// refused an eviction.
+pub async fn act(
+    client: &Client,
+    ns: &str,
+    target: &WorkloadTarget,
+    action: RemediationAction,
+    token: &str,
+    retry: Duration,
+) -> Outcome {
+    match action {
+        RemediationAction::EvictPod | RemediationAction::DeletePod => {
+            let pod = match resolve_pod(client, ns, target).await {
+                Ok(p) => p,
+                Err(e) => return Outcome::Failed(e),
+            };
+            let name = pod.name_any();
+            let uid = pod.uid();
+            let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+            // The UID precondition makes sure it is this pod, not a replacement of the
+            // same name, that goes.
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            if action == RemediationAction::EvictPod {
+                let ep = EvictParams {
+                    delete_options: Some(dp),
+                    ..EvictParams::default()
+                };
+                match pods.evict(&name, &ep).await {
+                    Ok(_) => Outcome::Succeeded(format!("Evicted pod {name}")),
+                    Err(kube::Error::Api(s)) if s.code == 429 => Outcome::Blocked {
+                        message: format!(
+                            "Eviction of pod {name} refused by a PodDisruptionBudget: {}",
+                            s.message
+                        ),
+                        retry,
+                    },
+                    Err(e) => Outcome::Failed(format!("Eviction of pod {name} failed: {e}")),
+                }
+            } else {
+                match pods.delete(&name, &dp).await {
+                    Ok(_) => Outcome::Succeeded(format!("Deleted pod {name}")),
+                    Err(e) => Outcome::Failed(format!("Deleting pod {name} failed: {e}")),
+                }
+            }
+        }
+        RemediationAction::RolloutRestart => {
+            let (kind, name) = match resolve_owner(client, ns, target).await {
+                Ok(w) => w,
+                Err(e) => return Outcome::Failed(e),
+            };
+            rollout_restart(client, ns, kind, &name, token).await
+        }
+        other => Outcome::Failed(format!("{other:?} is not a workload action")),
+    }
+}
+
+async fn rollout_restart(
+    client: &Client,
+    ns: &str,
+    kind: WorkloadKind,
+    name: &str,
+    token: &str,
+) -> Outcome {
+    let patch = serde_json::json!({
+        "spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: token}}}}
+    });
+    let pp = PatchParams::default();
+    let current = |ann: Option<&std::collections::BTreeMap<String, String>>| {
+        ann.and_then(|a| a.get(RESTART_ANNOTATION)).cloned()
+    };
+    let result = match kind {
+        WorkloadKind::Deployment => {
+            let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+            let d = match api.get(name).await {
+                Ok(d) => d,
+                Err(e) => return Outcome::Failed(format!("cannot read Deployment {name}: {e}")),
+            };
+            let spec = d.spec.unwrap_or_default();
+            if spec.paused == Some(true) {
+                return Outcome::Failed(format!(
+                    "Deployment {name} is paused (spec.paused): a restart would not roll out; resume it or use evictPod"
+                ));
+            }
+            if current(
+                spec.template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.annotations.as_ref()),
+            )
+            .as_deref()
+                == Some(token)
+            {
+                return Outcome::Succeeded(format!(
+                    "Deployment {name} already restarted by this attempt"
+                ));
+            }
+            api.patch(name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        }
+        WorkloadKind::StatefulSet => {
+            let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+            api.patch(name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        }
+        WorkloadKind::DaemonSet => {
+            let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+            api.patch(name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        }
+        WorkloadKind::Pod => return Outcome::Failed("a bare pod cannot be rolled out".into()),
+    };
+    match result {
+        Ok(()) => Outcome::Succeeded(format!(
+            "Restarted {kind:?} {name} (pod template annotation {RESTART_ANNOTATION}={token})"
+        )),
+        Err(e) => Outcome::Failed(format!("Restarting {kind:?} {name} failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        LabelSelectorRequirement, ObjectMeta, Time,
+    };
+
+    #[test]
+    fn selectors_become_query_strings() {
+        let sel = LabelSelector {
+            match_labels: Some([("app".to_string(), "node".to_string())].into()),
+            match_expressions: Some(vec![
+                LabelSelectorRequirement {
+                    key: "tier".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["a".into(), "b".into()]),
+                },
+                LabelSelectorRequirement {
+                    key: "canary".into(),
+                    operator: "DoesNotExist".into(),
+                    values: None,
+                },
+            ]),
+        };
+        assert_eq!(
+            selector_string(&sel).unwrap(),
+            "app=node,tier in (a,b),!canary"
+        );
+        assert!(
+            selector_string(&LabelSelector::default())
+                .unwrap_err()
+                .contains("every pod")
+        );
+    }
+
+    fn pod(name: &str, terminating: bool) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                deletion_timestamp: terminating.then_some(Time(jiff::Timestamp::UNIX_EPOCH)),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exactly_one_live_pod() {
+        assert_eq!(
+            the_pod(vec![pod("a", false), pod("b", true)], "x")
+                .unwrap()
+                .name_any(),
+            "a"
+        );
+        assert!(
+            the_pod(vec![], "StatefulSet v")
+                .unwrap_err()
+                .contains("no running pod matches StatefulSet v")
+        );
+        assert!(
+            the_pod(vec![pod("a", false), pod("b", false)], "x")
+                .unwrap_err()
+                .contains("2 pods")
+        );
+    }
+
+    #[test]
+    fn owners_are_followed() {
+        let r = |kind: &str, controller| OwnerReference {
+            kind: kind.into(),
+            name: "w".into(),
+            controller: Some(controller),
+            ..Default::default()
+        };
+        assert_eq!(
+            controller_of(&[r("ConfigMap", false), r("StatefulSet", true)]),
+            Some(("StatefulSet", "w"))
+        );
+        assert_eq!(controller_of(&[r("ReplicaSet", false)]), None);
+    }
+}
