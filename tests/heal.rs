@@ -592,3 +592,40 @@ fn dry_run_and_suspend_never_act() {
         (rx.count() >= 1).then_some(())
     });
 }
+
+#[test]
+fn delete_pod_deletes_the_selected_pod() {
+    let w = world("delete", 1);
+    apply_ok(
+        w.c,
+        &w.ns,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bare\n  labels: {app: bare, role: validator}\nspec:\n  containers:\n    - {name: node, image: busybox}\n",
+    );
+    let uid = w.running_pod("bare");
+    w.policy("action: deletePod, cooldown: 30s", "");
+    // By selector: the one live pod it matches is the validator's.
+    let name = w.validator(
+        0,
+        "{workload: {kind: Pod, selector: {matchLabels: {role: validator}}}}",
+    );
+    let op = w.operator("heal", &[]);
+    w.wait(&name, "Ready", "True", "Healthy", &op);
+    w.sim.fault(0, "die");
+    w.wait(&name, "Remediating", "True", "WaitingForRecovery", &op);
+    eventually(T, "the pod is gone", || {
+        let out = w.c.kubectl(&[
+            "get",
+            "pod",
+            "bare",
+            "-n",
+            &w.ns,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ]);
+        let now = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (now != uid).then_some(())
+    });
+    let rem = w.remediation(&name);
+    assert_eq!(rem["history"][0]["action"], "deletePod");
+    assert_eq!(rem["history"][0]["message"], "Deleted pod bare", "{rem}");
+}
