@@ -92,7 +92,16 @@ fn chart_installs_and_uninstalls_on_the_real_cluster() {
     assert!(can("create", "leases.coordination.k8s.io"));
     assert!(can("create", "events.events.k8s.io"));
     assert!(!can("delete", "monitoredvalidators.vigil.dev"));
-    assert!(!can("get", "secrets"));
+    // Healing: evict, delete and restart what a validator targets; read the one Secret key
+    // its target names (get only: Vigil cannot list or watch Secrets).
+    assert!(can("create", "pods/eviction"));
+    assert!(can("delete", "pods"));
+    assert!(can("patch", "statefulsets.apps"));
+    assert!(can("get", "secrets"));
+    assert!(!can("list", "secrets"));
+    assert!(!can("watch", "secrets"));
+    assert!(!can("create", "pods"));
+    assert!(!can("delete", "statefulsets.apps"));
     helm_ok(c, &["uninstall", &release, "--namespace", &ns, "--wait"]);
     let left = c.kubectl(&["get", "clusterrole", &release]);
     assert!(
