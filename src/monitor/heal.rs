@@ -14,7 +14,6 @@ use crate::remediate::{ssh, webhook, workload};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,7 +179,7 @@ impl Monitor {
             } => {
                 // Write-ahead: the decision is durable before anything happens.
                 if !self.commit(key, transitions, &reference).await {
-                    self.set_acting(key, false);
+                    self.with_entry(key, |e| e.acting = false);
                     return;
                 }
                 for ev in events {
@@ -189,18 +188,6 @@ impl Monitor {
                 let (me, key) = (self.clone(), key.clone());
                 tokio::spawn(async move { me.perform(&key, &token, trigger, reference).await });
             }
-        }
-    }
-
-    fn set_acting(&self, key: &Key, acting: bool) {
-        if let Some(e) = self
-            .state
-            .lock()
-            .expect("monitor state")
-            .entries
-            .get_mut(key)
-        {
-            e.acting = acting;
         }
     }
 
@@ -473,28 +460,12 @@ impl Monitor {
             generation,
             &conditions::now(),
         );
-        let patch = serde_json::json!({
-            "apiVersion": "vigil.dev/v1alpha1",
-            "kind": "MonitorPolicy",
-            "status": { "conditions": conds },
-        });
-        if let Err(e) = api
-            .patch_status(
-                name,
-                &PatchParams::apply(STORM_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+        let status = serde_json::json!({ "conditions": conds });
+        let Some(reference) = self
+            .apply_policy_status(ns, name, STORM_MANAGER, status)
             .await
-        {
-            tracing::warn!(error = %e, "writing StormActive failed");
+        else {
             return;
-        }
-        let reference = ObjectReference {
-            api_version: Some("vigil.dev/v1alpha1".into()),
-            kind: Some("MonitorPolicy".into()),
-            name: Some(name.clone()),
-            namespace: Some(ns.clone()),
-            ..Default::default()
         };
         let (reason, type_) = if hold.is_some() {
             ("StormActive", EventType::Warning)
@@ -665,16 +636,13 @@ fn plan(st: &State, key: &Key, e: &Entry, now: Timestamp, dry_run: bool) -> Plan
         Decision::Hold(h) => {
             let reason = h.reason();
             let shown = conditions::get(&s.conditions, "Remediating").map(|c| c.reason.clone());
-            // Waiting out a cooldown after an action is still remediating.
+            // Waiting out the cooldown of an action keeps `Remediating=True` as the action
+            // left it (what was done, and that Vigil waits for the node to recover).
             let waiting =
                 matches!(h, Hold::InFlight | Hold::Cooldown(_)) && is_true(&s, "Remediating");
-            set(
-                &mut s,
-                "Remediating",
-                if waiting { "True" } else { "False" },
-                reason,
-                h.message(),
-            );
+            if !waiting {
+                set(&mut s, "Remediating", "False", reason, h.message());
+            }
             if manual.is_some() && shown.as_deref() != Some(reason) {
                 // The request is not forgotten: it is honoured once the hold ends.
                 events.push(note(
