@@ -500,6 +500,13 @@ fn new_token(uid: Option<&str>, n: u32, now: Timestamp) -> String {
 /// The pure part of one healing step: from what is known, what to write and whether to act,
 /// and (when the node is unhealthy or a storm is on) the policy's storm state.
 fn plan(st: &State, key: &Key, e: &Entry, now: Timestamp, dry_run: bool) -> Plan {
+    if quiet(st, e) {
+        return Plan {
+            step: Step::Nothing,
+            storm: None,
+            verdict: Verdict::Other,
+        };
+    }
     let heal = &e.config.heal;
     let generation = e.config.generation;
     let time = conditions::now();
@@ -720,6 +727,32 @@ fn plan(st: &State, key: &Key, e: &Entry, now: Timestamp, dry_run: bool) -> Plan
         storm,
         verdict: Verdict::Other,
     }
+}
+
+/// The common case, decided without copying anything: a node that is not unhealthy, with
+/// no request of a person, nothing in flight, nothing to reset or judge, and no storm on.
+fn quiet(st: &State, e: &Entry) -> bool {
+    let s = &e.status;
+    let rem_quiet = s.remediation.as_ref().is_none_or(|r| {
+        r.in_flight.is_none()
+            && r.attempts_in_window == 0
+            && r.failed_attempts == 0
+            && r.history.last().is_none_or(|h| h.recovered.is_some())
+            && e.restart_token
+                .as_deref()
+                .is_none_or(|t| r.last_restart_token.as_deref() == Some(t))
+            && e.ack_token
+                .as_deref()
+                .is_none_or(|t| r.last_ack_token.as_deref() == Some(t))
+    });
+    let no_requests =
+        s.remediation.is_some() || (e.restart_token.is_none() && e.ack_token.is_none());
+    rem_quiet
+        && no_requests
+        && ready_of(s).0 != Some("False")
+        && !is_true(s, "Remediating")
+        // Any storm on (of any policy): take the full path, which knows which policy.
+        && !st.storms.values().any(|on| *on)
 }
 
 fn finish_step(
