@@ -23,7 +23,14 @@ pub struct Fleet {
     members: HashMap<String, Option<Member>>,
     highest: Option<u64>,
     highest_changed_at: Option<Timestamp>,
+    /// When the members were last walked to find the highest fresh block.
+    walked: Option<Timestamp>,
 }
+
+/// How often at most the members are walked to notice the highest block dropping (its
+/// holder died). A rise is applied at once; walking on every probe would cost time
+/// quadratic in the fleet's size.
+const WALK_EVERY: Duration = Duration::from_secs(1);
 
 impl Fleet {
     /// Adds a validator to the fleet (before it was ever observed).
@@ -64,13 +71,20 @@ impl Fleet {
         } else {
             self.members.entry(name.to_string()).or_insert(None);
         }
-        let fresh_max = self
-            .members
-            .values()
-            .flatten()
-            .filter(|m| age(m.seen, now) <= freshness)
-            .map(|m| m.best)
-            .max();
+        let rise = best.filter(|b| self.highest.is_none_or(|h| *b > h));
+        let fresh_max = if rise.is_some() {
+            rise
+        } else if self.walked.is_some_and(|t| age(t, now) < WALK_EVERY) {
+            self.highest
+        } else {
+            self.walked = Some(now);
+            self.members
+                .values()
+                .flatten()
+                .filter(|m| age(m.seen, now) <= freshness)
+                .map(|m| m.best)
+                .max()
+        };
         // The highest block follows the fresh members (it may drop when the leader dies);
         // only a rise counts as the fleet moving.
         if let Some(h) = fresh_max {
@@ -200,5 +214,34 @@ mod tests {
             }
         }
         assert_eq!(g.view(at(200), FRESH, STALL).incident(at(200), STALL), None);
+    }
+
+    #[test]
+    fn a_rise_shows_at_once_and_a_drop_within_a_second() {
+        let ms = |m: i64| Timestamp::from_millisecond(1_700_000_000_000 + m).unwrap();
+        let mut f = Fleet::default();
+        f.observe("a", Some(10), ms(0), FRESH);
+        f.observe("b", Some(12), ms(0), FRESH);
+        assert_eq!(
+            f.view(ms(0), FRESH, STALL).highest,
+            Some(12),
+            "a rise needs no walk"
+        );
+        f.observe("a", Some(10), ms(0), FRESH); // walks: b still holds #12
+        f.leave("b");
+        f.observe("a", Some(10), ms(500), FRESH);
+        assert_eq!(
+            f.view(ms(500), FRESH, STALL).highest,
+            Some(12),
+            "no walk within a second"
+        );
+        f.observe("a", Some(10), ms(1000), FRESH);
+        assert_eq!(
+            f.view(ms(1000), FRESH, STALL).highest,
+            Some(10),
+            "the walk sees the drop"
+        );
+        f.observe("a", Some(13), ms(1100), FRESH);
+        assert_eq!(f.view(ms(1100), FRESH, STALL).highest, Some(13));
     }
 }
