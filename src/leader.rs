@@ -5,6 +5,9 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Longest a stop waits for the lease to be given up.
+pub const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Leadership parameters.
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
@@ -42,13 +45,18 @@ impl Election {
         Ok(Election { is_leader, task })
     }
 
-    /// Gives the lease up (so a standby takes over at once) and waits for that to finish.
+    /// Gives the lease up (so a standby takes over at once) and waits for that to finish,
+    /// at most [`RELEASE_TIMEOUT`]: with the API server gone, a stop must not hang on it (the
+    /// lease then simply expires).
     pub async fn release(self) {
         drop(self.is_leader);
-        match self.task.await {
-            Ok(Ok(_)) => tracing::info!("leader lease released"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "releasing the leader lease failed"),
-            Err(e) => tracing::warn!(error = %e, "lease task failed"),
+        match tokio::time::timeout(RELEASE_TIMEOUT, self.task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("leader lease released"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the leader lease failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease task failed"),
+            Err(_) => tracing::warn!(
+                "the leader lease could not be released in time; a standby takes over when it expires"
+            ),
         }
     }
 }
