@@ -272,13 +272,17 @@ advertise_address() {
 }
 
 write_kwok_files() {
-  # An explicit (empty) configuration, so a user's ~/.kwok/kwok.yaml is never read.
-  # Without Stage documents kwok uses its built-in node and pod stages, which mark
-  # nodes Ready and move scheduled pods to Running.
+  # An explicit configuration, so a user's ~/.kwok/kwok.yaml is never read. Without
+  # Stage documents kwok uses its built-in node and pod stages, which mark nodes Ready
+  # and move scheduled pods to Running. Node leases (renewed every 10 s) are the nodes'
+  # heartbeat: the built-in status heartbeat comes every 20-45 s, and a late first one
+  # let the node lifecycle controller's 50 s grace period lapse and mark every pod
+  # NotReady for a moment.
   cat >"$DIR/kwok.yaml" <<'EOF'
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
-options: {}
+options:
+  nodeLeaseDurationSeconds: 40
 EOF
   # Fake nodes. No taints, on purpose: any workload (e.g. a Helm chart's Deployment)
   # schedules without tolerations. Nodes may carry their status on create.

@@ -5,6 +5,7 @@
 mod support;
 
 use serde_json::Value;
+use std::time::Duration;
 use support::cluster;
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/vigil");
@@ -71,8 +72,11 @@ fn chart_installs_and_uninstalls_on_the_real_cluster() {
             "120s",
         ],
     );
-    let deploy = c.kubectl_json(&["get", "deployment", "-n", &ns, &release, "-o", "json"]);
-    assert_eq!(deploy["status"]["readyReplicas"], 2, "{deploy}");
+    // Helm's wait follows the new ReplicaSet; the Deployment's own status may trail it.
+    let deploy = support::eventually(Duration::from_secs(30), "2 ready replicas", || {
+        let d = c.kubectl_json(&["get", "deployment", "-n", &ns, &release, "-o", "json"]);
+        (d["status"]["readyReplicas"] == 2).then_some(d)
+    });
     let args = deploy["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(args.contains(&format!("--namespace={ns}")), "{args}");
     // The ServiceAccount really has the rights the operator needs, and no more than that.
