@@ -835,29 +835,7 @@ impl Monitor {
             return false;
         }
         self.with_entry(key, |e| e.written = e.written.max(version));
-        for (type_, status, reason, message) in transitions {
-            // For most conditions True is good; for these two it is the news.
-            let warn = match type_.as_str() {
-                "Escalated" => status == "True",
-                "Remediating" => false,
-                "Ready" => status == "False" || (status == "Unknown" && reason != "Pending"),
-                _ => status == "False",
-            };
-            let ev = Event {
-                type_: if warn {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: reason.clone(),
-                note: Some(format!("{type_} is {status}: {message}")),
-                action: if matches!(type_.as_str(), "Escalated" | "Remediating") {
-                    "Remediate".into()
-                } else {
-                    "Probe".into()
-                },
-                secondary: None,
-            };
+        for ev in transition_events(transitions) {
             self.event(reference, ev).await;
         }
         true
@@ -1068,6 +1046,54 @@ pub fn incident_record(
     }
 }
 
+/// The Events for a set of condition transitions. Transitions that would make the same
+/// Event but for the condition's name (an unreachable node turns four detail conditions
+/// Unknown at once) become one Event naming them all: the recorder folds Events of one
+/// type and reason into a series that shows only the first note, hiding the others.
+fn transition_events(transitions: Vec<Transition>) -> Vec<Event> {
+    let mut groups: Vec<(Vec<String>, Event)> = Vec::new();
+    for (type_, status, reason, message) in transitions {
+        // For most conditions True is good; for Escalated it is the news.
+        let warn = match type_.as_str() {
+            "Escalated" => status == "True",
+            "Remediating" => false,
+            "Ready" => status == "False" || (status == "Unknown" && reason != "Pending"),
+            _ => status == "False",
+        };
+        let ev = Event {
+            type_: if warn {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason,
+            note: Some(format!("{status}: {message}")),
+            action: if matches!(type_.as_str(), "Escalated" | "Remediating") {
+                "Remediate".into()
+            } else {
+                "Probe".into()
+            },
+            secondary: None,
+        };
+        let same = |g: &Event| {
+            (g.type_, &g.reason, &g.note, &g.action) == (ev.type_, &ev.reason, &ev.note, &ev.action)
+        };
+        match groups.iter_mut().find(|(_, g)| same(g)) {
+            Some((types, _)) => types.push(type_),
+            None => groups.push((vec![type_], ev)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(types, mut ev)| {
+            let verb = if types.len() == 1 { "is" } else { "are" };
+            let rest = ev.note.take().unwrap_or_default();
+            ev.note = Some(format!("{} {verb} {rest}", types.join(", ")));
+            ev
+        })
+        .collect()
+}
+
 fn placeholder_config() -> Config {
     Config {
         chain: Chain::Tcp,
@@ -1101,6 +1127,51 @@ mod tests {
             observed: 10,
             stalled,
         }
+    }
+
+    #[test]
+    fn shared_transitions_become_one_event() {
+        let t =
+            |ty: &str, st: &str, re: &str, msg: &str| (ty.into(), st.into(), re.into(), msg.into());
+        let gone = "The node did not answer the last probe";
+        let evs = transition_events(vec![
+            t("Reachable", "False", "ConnectionFailed", "refused"),
+            t("Ready", "False", "ConnectionFailed", "refused"),
+            t("Synced", "Unknown", "NodeUnreachable", gone),
+            t("BlockProduction", "Unknown", "NodeUnreachable", gone),
+            t("Ready", "Unknown", "NodeUnreachable", gone),
+            t("Finalizing", "Unknown", "NodeUnreachable", gone),
+            t("PeersHealthy", "False", "TooFewPeers", "2 peers"),
+            t("Remediating", "False", "TooFewPeers", "2 peers"),
+        ]);
+        let got: Vec<_> = evs
+            .iter()
+            .map(|e| (e.type_, e.reason.as_str(), e.note.as_deref().unwrap()))
+            .collect();
+        let (warn, normal) = (EventType::Warning, EventType::Normal);
+        assert_eq!(
+            got,
+            vec![
+                (
+                    warn,
+                    "ConnectionFailed",
+                    "Reachable, Ready are False: refused"
+                ),
+                (
+                    normal,
+                    "NodeUnreachable",
+                    "Synced, BlockProduction, Finalizing are Unknown: The node did not answer the last probe"
+                ),
+                (
+                    warn,
+                    "NodeUnreachable",
+                    "Ready is Unknown: The node did not answer the last probe"
+                ),
+                (warn, "TooFewPeers", "PeersHealthy is False: 2 peers"),
+                (normal, "TooFewPeers", "Remediating is False: 2 peers"),
+            ]
+        );
+        assert_eq!(evs[4].action, "Remediate");
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl World {
         };
         let message = self.event(&name, "Warning", warn);
         assert!(
-            message.contains(" is "),
+            message.contains(" is ") || message.contains(" are "),
             "event says which condition: {message}"
         );
         // The other nodes are not blamed.
