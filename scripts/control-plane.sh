@@ -277,7 +277,7 @@ write_kwok_files() {
   # and move scheduled pods to Running. Node leases (renewed every 10 s) are the nodes'
   # heartbeat: the built-in status heartbeat comes every 20-45 s, and a late first one
   # let the node lifecycle controller's 50 s grace period lapse and mark every pod
-  # NotReady for a moment.
+  # NotReady, which kwok never undoes.
   cat >"$DIR/kwok.yaml" <<'EOF'
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
