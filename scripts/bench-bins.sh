@@ -24,20 +24,8 @@ fi
 command -v go >/dev/null || { log "ERROR: go is not installed (needed once, to build blackbox_exporter)"; exit 1; }
 mkdir -p "$BIN" "$WORK"
 
-# A heartbeat so that a first build visibly makes progress.
-heartbeat() {
-  local what=$1 start=$SECONDS
-  while sleep 30; do log "still building $what ($((SECONDS - start))s)"; done
-}
-with_heartbeat() {
-  local what=$1; shift
-  heartbeat "$what" & local hb=$!
-  local rc=0
-  "$@" || rc=$?
-  kill "$hb" 2>/dev/null || true
-  wait "$hb" 2>/dev/null || true
-  return $rc
-}
+# shellcheck source=heartbeat.sh
+source "$(dirname "${BASH_SOURCE[0]}")/heartbeat.sh"
 
 # `go install module@version` needs the proxy's version list, which is refused here; a
 # wrapper module that requires the exact version works.

@@ -25,20 +25,8 @@ need() {
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 mkdir -p "$BIN" "$WORK"
 
-# A heartbeat so that a first build (many minutes) visibly makes progress.
-heartbeat() {
-  local what=$1 start=$SECONDS
-  while sleep 30; do log "still building $what ($((SECONDS - start))s)"; done
-}
-with_heartbeat() {
-  local what=$1; shift
-  heartbeat "$what" & local hb=$!
-  local rc=0
-  "$@" || rc=$?
-  kill "$hb" 2>/dev/null || true
-  wait "$hb" 2>/dev/null || true
-  return $rc
-}
+# shellcheck source=heartbeat.sh
+source "$(dirname "${BASH_SOURCE[0]}")/heartbeat.sh"
 
 build_kube() {
   local dir=$WORK/kube-$KUBE_VERSION minor=${KUBE_VERSION#1.}

@@ -975,9 +975,7 @@ impl Monitor {
             action: "FleetView".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &reference).await {
-            tracing::warn!(error = %e, "publishing event failed");
-        }
+        self.event(&reference, ev).await;
     }
 
     /// Counts of watched validators by published Ready status (for the metrics gauge).

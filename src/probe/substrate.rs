@@ -131,11 +131,7 @@ pub(crate) async fn rpc(ctx: &Ctx<'_>, raw_url: &str) -> Result<Observation, Pro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::test_support::fixture_bytes;
-
-    fn reply(file: &str) -> Result<Value, ProbeError> {
-        jsonrpc::decode_single(&fixture_bytes(file))
-    }
+    use crate::probe::test_support::fixture_reply as reply;
 
     #[test]
     fn full_set_of_fixtures() {

@@ -29,6 +29,11 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
     serde_json::from_slice(&fixture_bytes(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
+/// One fixture decoded as a single JSON-RPC reply: its result, or its error.
+pub fn fixture_reply(name: &str) -> Result<Value, super::ProbeError> {
+    super::jsonrpc::decode_single(&fixture_bytes(name))
+}
+
 /// Arbitrary JSON shaped like what nodes and gateways send (envelope keys, hex strings,
 /// deep nesting), for the property tests of every decoder.
 pub fn arb_json() -> impl Strategy<Value = Value> {

@@ -447,6 +447,30 @@ async fn broken_bodies() {
             r.bytes().await.unwrap()
         }
     };
+    // The Substrate node's answer to `call`, whatever its status.
+    let post_call = || {
+        let (c, url, call) = (c.clone(), sub.rpc.clone(), call.clone());
+        async move {
+            c.post(url)
+                .json(&call)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        }
+    };
+    // Every node back to normal, then `name` on both.
+    let refault = |name: &'static str| {
+        let sim = &sim;
+        async move {
+            for n in [0, 1] {
+                recover(sim, n).await;
+                fault(sim, n, json!({ "fault": name })).await;
+            }
+        }
+    };
 
     fault(&sim, 0, json!({"fault":"oversized"})).await;
     fault(&sim, 1, json!({"fault":"oversized"})).await;
@@ -460,19 +484,8 @@ async fn broken_bodies() {
         "tooLarge"
     );
 
-    for n in [0, 1] {
-        recover(&sim, n).await;
-        fault(&sim, n, json!({"fault":"nonUtf8"})).await;
-    }
-    let body = c
-        .post(&sub.rpc)
-        .json(&call)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    refault("nonUtf8").await;
+    let body = post_call().await;
     assert!(std::str::from_utf8(&body).is_err());
     assert!(std::str::from_utf8(&get_bytes(sub.metrics.clone().unwrap()).await).is_err());
     assert!(std::str::from_utf8(&get_bytes(format!("{}/net_info", cos.rpc)).await).is_err());
@@ -482,19 +495,8 @@ async fn broken_bodies() {
     );
     assert!(probe(sub, false, true).await.is_err());
 
-    for n in [0, 1] {
-        recover(&sim, n).await;
-        fault(&sim, n, json!({"fault":"malformed"})).await;
-    }
-    let body = c
-        .post(&sub.rpc)
-        .json(&call)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    refault("malformed").await;
+    let body = post_call().await;
     assert!(serde_json::from_slice::<Value>(&body).is_err());
     assert!(std::str::from_utf8(&body).is_ok());
     let status = get_bytes(format!("{}/status", cos.rpc)).await;
@@ -511,15 +513,7 @@ async fn broken_bodies() {
     // Together: a huge body that is not UTF-8.
     fault(&sim, 0, json!({"fault":"oversized"})).await;
     fault(&sim, 0, json!({"fault":"nonUtf8"})).await;
-    let body = c
-        .post(&sub.rpc)
-        .json(&call)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let body = post_call().await;
     assert!(body.len() > 2 * 1024 * 1024 && std::str::from_utf8(&body).is_err());
     sim.stop().await;
 }
