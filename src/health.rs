@@ -17,53 +17,16 @@ use crate::api::Chain;
 use jiff::Timestamp;
 use std::time::Duration;
 
-/// `True`, `False` or `Unknown`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// The condition holds.
-    True,
-    /// The condition does not hold.
-    False,
-    /// It cannot be told.
-    Unknown,
-}
-
-impl Status {
-    /// The API spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::True => "True",
-            Status::False => "False",
-            Status::Unknown => "Unknown",
-        }
-    }
-}
-
-/// One condition's value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
-    /// Condition type.
-    pub type_: &'static str,
-    /// Status.
-    pub status: Status,
-    /// CamelCase reason.
-    pub reason: &'static str,
-    /// For people; stable while nothing changes.
-    pub message: String,
-}
+use crate::conditions::kind;
+pub use crate::conditions::{Desired, Status};
 
 fn check(
     type_: &'static str,
     status: Status,
     reason: &'static str,
     message: impl Into<String>,
-) -> Check {
-    Check {
-        type_,
-        status,
-        reason,
-        message: message.into(),
-    }
+) -> Desired {
+    Desired::new(type_, status, reason, message)
 }
 
 /// What a successful probe read.
@@ -201,16 +164,19 @@ fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
 pub fn condition_types(chain: Chain) -> &'static [&'static str] {
     match chain {
         Chain::Substrate => &[
-            "Reachable",
-            "Synced",
-            "BlockProduction",
-            "Finalizing",
-            "PeersHealthy",
+            kind::REACHABLE,
+            kind::SYNCED,
+            kind::BLOCK_PRODUCTION,
+            kind::FINALIZING,
+            kind::PEERS_HEALTHY,
         ],
-        Chain::Ethereum | Chain::Cosmos => {
-            &["Reachable", "Synced", "BlockProduction", "PeersHealthy"]
-        }
-        Chain::Http | Chain::Tcp => &["Reachable"],
+        Chain::Ethereum | Chain::Cosmos => &[
+            kind::REACHABLE,
+            kind::SYNCED,
+            kind::BLOCK_PRODUCTION,
+            kind::PEERS_HEALTHY,
+        ],
+        Chain::Http | Chain::Tcp => &[kind::REACHABLE],
     }
 }
 
@@ -222,12 +188,17 @@ pub fn instant_checks(
     fleet: &FleetView,
     limits: &Limits,
     now: Timestamp,
-) -> (Vec<Check>, Option<u64>, Option<Timestamp>) {
+) -> (Vec<Desired>, Option<u64>, Option<Timestamp>) {
     let types = condition_types(chain);
     let sample = match outcome {
         Outcome::Answered(s) => s,
         Outcome::Down { reason, message } => {
-            let mut out = vec![check("Reachable", Status::False, reason, message.clone())];
+            let mut out = vec![check(
+                kind::REACHABLE,
+                Status::False,
+                reason,
+                message.clone(),
+            )];
             for t in &types[1..] {
                 out.push(check(
                     t,
@@ -257,7 +228,7 @@ pub fn instant_checks(
     let mut out = Vec::with_capacity(types.len());
     match limits.max_probe_latency {
         Some(max) if sample.latency > max => out.push(check(
-            "Reachable",
+            kind::REACHABLE,
             Status::False,
             "SlowResponse",
             format!(
@@ -266,7 +237,7 @@ pub fn instant_checks(
             ),
         )),
         _ => out.push(check(
-            "Reachable",
+            kind::REACHABLE,
             Status::True,
             "Responding",
             "The node answers probes",
@@ -283,28 +254,28 @@ pub fn instant_checks(
     let stalled = changed_at.is_some_and(|t| elapsed(t, now) > limits.max_block_stall);
     // A node stalled together with most of its fleet is behind for the fleet's reason.
     let fleet_stall = stalled && fleet.incident(now, limits.max_block_stall).is_some();
-    if types.contains(&"Synced") {
+    if types.contains(&kind::SYNCED) {
         let behind = match (fleet.highest, sample.best) {
             (Some(h), Some(b)) => h.saturating_sub(b),
             _ => 0,
         };
         out.push(if sample.syncing == Some(true) {
             check(
-                "Synced",
+                kind::SYNCED,
                 Status::False,
                 "Syncing",
                 "The node reports that it is syncing",
             )
         } else if behind > limits.max_blocks_behind && fleet_stall {
             check(
-                "Synced",
+                kind::SYNCED,
                 Status::False,
                 "MassStall",
                 "Behind the fleet's highest block because most validators stalled at once",
             )
         } else if behind > limits.max_blocks_behind {
             check(
-                "Synced",
+                kind::SYNCED,
                 Status::False,
                 "BehindFleet",
                 format!(
@@ -314,51 +285,48 @@ pub fn instant_checks(
             )
         } else if sample.best.is_none() {
             check(
-                "Synced",
+                kind::SYNCED,
                 Status::Unknown,
                 "NotReported",
                 "The node did not report its best block",
             )
         } else {
             check(
-                "Synced",
+                kind::SYNCED,
                 Status::True,
-                "Synced",
+                kind::SYNCED,
                 "In sync with the network and the fleet",
             )
         });
     }
 
-    if types.contains(&"BlockProduction") {
+    if types.contains(&kind::BLOCK_PRODUCTION) {
         let stall = crate::duration::format(limits.max_block_stall);
         out.push(match best {
-            None => check("BlockProduction", Status::Unknown, "NotReported", "The node did not report its best block"),
-            Some(b) if stalled && fleet.halted(now, limits.max_block_stall) => check(
-                "BlockProduction",
+            None => check(kind::BLOCK_PRODUCTION, Status::Unknown, "NotReported", "The node did not report its best block"),
+            Some(b) if stalled && fleet.halted(now, limits.max_block_stall) => check(kind::BLOCK_PRODUCTION,
                 Status::False,
                 "ChainHalted",
                 format!("No validator of this chain under the policy has seen a new block for over {stall} (stuck at #{b}); a chain-wide halt, not a fault of this node"),
             ),
-            Some(b) if stalled && fleet.incident(now, limits.max_block_stall).is_some() => check(
-                "BlockProduction",
+            Some(b) if stalled && fleet.incident(now, limits.max_block_stall).is_some() => check(kind::BLOCK_PRODUCTION,
                 Status::False,
                 "MassStall",
                 format!("Best block #{b} has not changed for over {stall}, like most validators of this chain under the policy; a fleet-wide problem, not a fault of this node"),
             ),
-            Some(b) if stalled => check(
-                "BlockProduction",
+            Some(b) if stalled => check(kind::BLOCK_PRODUCTION,
                 Status::False,
                 "BlockStalled",
                 format!("Best block #{b} has not changed for over {stall} while the fleet moved on"),
             ),
-            Some(_) => check("BlockProduction", Status::True, "Advancing", "The best block advances"),
+            Some(_) => check(kind::BLOCK_PRODUCTION, Status::True, "Advancing", "The best block advances"),
         });
     }
 
-    if types.contains(&"Finalizing") {
+    if types.contains(&kind::FINALIZING) {
         out.push(match (sample.best, sample.finalized) {
             (Some(b), Some(f)) if b.saturating_sub(f) > limits.max_finality_lag => check(
-                "Finalizing",
+                kind::FINALIZING,
                 Status::False,
                 "FinalityLagging",
                 format!(
@@ -367,13 +335,13 @@ pub fn instant_checks(
                 ),
             ),
             (Some(_), Some(_)) => check(
-                "Finalizing",
+                kind::FINALIZING,
                 Status::True,
-                "Finalizing",
+                kind::FINALIZING,
                 "Blocks are being finalized",
             ),
             _ => check(
-                "Finalizing",
+                kind::FINALIZING,
                 Status::Unknown,
                 "NotReported",
                 "The node did not report its finalized block",
@@ -381,10 +349,10 @@ pub fn instant_checks(
         });
     }
 
-    if types.contains(&"PeersHealthy") {
+    if types.contains(&kind::PEERS_HEALTHY) {
         out.push(match sample.peers {
             Some(p) if p < limits.min_peers => check(
-                "PeersHealthy",
+                kind::PEERS_HEALTHY,
                 Status::False,
                 "TooFewPeers",
                 format!(
@@ -393,13 +361,13 @@ pub fn instant_checks(
                 ),
             ),
             Some(_) => check(
-                "PeersHealthy",
+                kind::PEERS_HEALTHY,
                 Status::True,
                 "EnoughPeers",
                 "Enough peers connected",
             ),
             None => check(
-                "PeersHealthy",
+                kind::PEERS_HEALTHY,
                 Status::Unknown,
                 "NotReported",
                 "The node did not report its peers",
@@ -411,15 +379,15 @@ pub fn instant_checks(
 
 /// Whether a set of checks is a node fault (`Some(check)`: the deciding one), healthy (`None`),
 /// or cannot be told. A chain halt is never a node fault.
-fn verdict(checks: &[Check]) -> Verdict<'_> {
+fn verdict(checks: &[Desired]) -> Verdict<'_> {
     // Order of importance: down, stalled (the root cause of falling behind), syncing or
     // behind, finality, peers.
     const PRIORITY: [&str; 5] = [
-        "Reachable",
-        "BlockProduction",
-        "Synced",
-        "Finalizing",
-        "PeersHealthy",
+        kind::REACHABLE,
+        kind::BLOCK_PRODUCTION,
+        kind::SYNCED,
+        kind::FINALIZING,
+        kind::PEERS_HEALTHY,
     ];
     for t in PRIORITY {
         let deciding = checks
@@ -445,7 +413,7 @@ fn is_fleet_reason(reason: &str) -> bool {
 
 enum Verdict<'a> {
     Good,
-    Bad(&'a Check),
+    Bad(&'a Desired),
     Indeterminate,
 }
 
@@ -454,24 +422,34 @@ enum Verdict<'a> {
 pub struct Evaluation {
     /// Conditions to publish (each applicable type plus `Ready`), or `None` to keep the
     /// published ones (inside the hysteresis window).
-    pub publish: Option<Vec<Check>>,
+    pub publish: Option<Vec<Desired>>,
     /// Updated memory.
     pub memory: Memory,
     /// The instant checks of this probe (for logs and `vigil probe`).
-    pub checks: Vec<Check>,
+    pub checks: Vec<Desired>,
 }
 
-/// Judges one probe. `published_ready` is the status of the `Ready` condition users see now
-/// (`None` before the first verdict).
-pub fn evaluate(
-    chain: Chain,
-    outcome: &Outcome,
-    memory: &Memory,
-    fleet: &FleetView,
-    limits: &Limits,
-    published_ready: Option<Status>,
-    now: Timestamp,
-) -> Evaluation {
+/// What one probe is judged on.
+#[derive(Clone, Copy, Debug)]
+pub struct Judged<'a> {
+    /// How the probe ended.
+    pub outcome: &'a Outcome,
+    /// What was remembered of the validator.
+    pub memory: &'a Memory,
+    /// What the fleet shows.
+    pub fleet: &'a FleetView,
+    /// The status of the `Ready` condition users see now (`None` before the first verdict).
+    pub published_ready: Option<Status>,
+}
+
+/// Judges one probe.
+pub fn evaluate(chain: Chain, limits: &Limits, judged: Judged<'_>, now: Timestamp) -> Evaluation {
+    let Judged {
+        outcome,
+        memory,
+        fleet,
+        published_ready,
+    } = judged;
     let (checks, best, best_changed_at) =
         instant_checks(chain, outcome, memory, fleet, limits, now);
     let v = verdict(&checks);
@@ -493,16 +471,16 @@ pub fn evaluate(
     let ready = match &v {
         Verdict::Good => match checks.iter().find(|c| is_fleet_reason(c.reason)) {
             Some(c) => check(
-                "Ready",
+                kind::READY,
                 Status::True,
                 c.reason,
                 "No fault of this node; its fleet has a problem (see the MonitorPolicy's fleetIncident)",
             ),
-            None => check("Ready", Status::True, "Healthy", "All checks pass"),
+            None => check(kind::READY, Status::True, "Healthy", "All checks pass"),
         },
-        Verdict::Bad(c) => check("Ready", Status::False, c.reason, c.message.clone()),
+        Verdict::Bad(c) => check(kind::READY, Status::False, c.reason, c.message.clone()),
         Verdict::Indeterminate => check(
-            "Ready",
+            kind::READY,
             Status::Unknown,
             "ProbeError",
             "Vigil could not read the node's answers; see the Reachable condition",
@@ -558,7 +536,7 @@ mod tests {
             latency: Duration::from_millis(5),
         })
     }
-    fn find<'a>(cs: &'a [Check], t: &str) -> &'a Check {
+    fn find<'a>(cs: &'a [Desired], t: &str) -> &'a Desired {
         cs.iter().find(|c| c.type_ == t).unwrap()
     }
     fn fleet(highest: u64, changed: i64, members: u32) -> FleetView {
@@ -575,7 +553,7 @@ mod tests {
     struct Sim {
         mem: Memory,
         ready: Option<Status>,
-        published: Vec<Check>,
+        published: Vec<Desired>,
     }
     impl Sim {
         fn new() -> Self {
@@ -586,15 +564,13 @@ mod tests {
             }
         }
         fn probe(&mut self, o: Outcome, f: &FleetView, now: Timestamp) -> bool {
-            let e = evaluate(
-                Chain::Substrate,
-                &o,
-                &self.mem,
-                f,
-                &limits(),
-                self.ready,
-                now,
-            );
+            let judged = Judged {
+                outcome: &o,
+                memory: &self.mem,
+                fleet: f,
+                published_ready: self.ready,
+            };
+            let e = evaluate(Chain::Substrate, &limits(), judged, now);
             self.mem = e.memory;
             match e.publish {
                 Some(p) => {

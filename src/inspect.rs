@@ -6,7 +6,7 @@ use crate::api::{
     Chain, Endpoints, HttpUrl, MonitorPolicySpec, MonitoredValidator, MonitoredValidatorSpec,
     PolicyRef,
 };
-use crate::health::{self, Check, FleetView, Memory, Status};
+use crate::health::{self, Desired, FleetView, Memory, Status};
 use crate::monitor::{Config, outcome_of};
 use crate::probe::{Observation, ProbeError, Prober};
 use jiff::Timestamp;
@@ -86,12 +86,12 @@ pub struct Report {
     /// Time from the first to the last sample.
     pub span: Duration,
     /// The judged conditions, `Ready` last.
-    pub conditions: Vec<Check>,
+    pub conditions: Vec<Desired>,
 }
 
 impl Report {
     /// The `Ready` condition.
-    pub fn ready(&self) -> &Check {
+    pub fn ready(&self) -> &Desired {
         self.conditions
             .iter()
             .find(|c| c.type_ == "Ready")
@@ -132,9 +132,8 @@ pub fn config(args: &ProbeArgs) -> Result<Config, String> {
         policy_ref: PolicyRef { name: "cli".into() },
         suspend: false,
     };
-    let config = Config::new(&MonitoredValidator::new("cli", spec), &policy)?;
-    config.target.validate().map_err(|e| e.to_string())?;
-    Ok(config)
+    let policy = crate::policy::validate(&policy).map_err(|p| format!("policy: {p}"))?;
+    Config::new(&MonitoredValidator::new("cli", spec), &policy)
 }
 
 /// Reads a MonitorPolicy manifest (or a bare spec) from a YAML file.
@@ -181,15 +180,13 @@ pub async fn run_probe(config: &Config, samples: u32, interval: Duration) -> Rep
             stalled: 0,
         };
         let outcome = outcome_of(result.clone());
-        let ev = health::evaluate(
-            config.chain,
-            &outcome,
-            &memory,
-            &fleet,
-            &limits,
-            None,
-            Timestamp::now(),
-        );
+        let judged = health::Judged {
+            outcome: &outcome,
+            memory: &memory,
+            fleet: &fleet,
+            published_ready: None,
+        };
+        let ev = health::evaluate(config.chain, &limits, judged, Timestamp::now());
         memory = ev.memory;
         conditions = ev.publish.unwrap_or(ev.checks);
         last = result;
@@ -209,7 +206,7 @@ pub async fn run_probe(config: &Config, samples: u32, interval: Duration) -> Rep
 
 /// A single run cannot see a stall shorter than `maxBlockStall`; say what was seen instead of
 /// claiming that blocks advance.
-fn block_progress(conditions: &mut [Check], bests: &[u64], span: Duration, stall: Duration) {
+fn block_progress(conditions: &mut [Desired], bests: &[u64], span: Duration, stall: Duration) {
     let Some(c) = conditions
         .iter_mut()
         .find(|c| c.type_ == "BlockProduction" && c.status == Status::True)
@@ -243,13 +240,14 @@ fn block_progress(conditions: &mut [Check], bests: &[u64], span: Duration, stall
 /// The report as text for people.
 pub fn render_text(config: &Config, report: &Report) -> String {
     let mut out = String::new();
-    let endpoint = config
-        .target
-        .rpc
-        .as_deref()
-        .or(config.target.health.as_deref())
-        .or(config.target.tcp.as_deref())
-        .or(config.target.metrics.as_deref())
+    let t = &config.target;
+    fn url(u: &Option<crate::probe::Url>) -> Option<&str> {
+        u.as_ref().map(|u| u.as_str().trim_end_matches('/'))
+    }
+    let endpoint = url(&t.rpc)
+        .or(url(&t.health))
+        .or(t.tcp.as_deref())
+        .or(url(&t.metrics))
         .unwrap_or_default();
     out.push_str(&format!("{} {endpoint}\n", config.chain.as_str()));
     match &report.last {
@@ -360,8 +358,8 @@ pub fn main(args: ProbeArgs) -> u8 {
 mod tests {
     use super::*;
 
-    fn ok(type_: &'static str) -> Check {
-        Check {
+    fn ok(type_: &'static str) -> Desired {
+        Desired {
             type_,
             status: Status::True,
             reason: "Advancing",

@@ -3,15 +3,17 @@
 
 use crate::api::{MonitorPolicy, MonitoredValidator, PipelineRun};
 use crate::controller::{self, Context, Ctx};
+use crate::events::EventWriter;
 use crate::leader::{Election, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+use crate::notice::Notices;
 use crate::server::{self, Readiness};
+use crate::status::StatusWriter;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, CustomResourceExt, Resource, ResourceExt};
@@ -168,7 +170,18 @@ pub async fn run(clients: Clients, settings: Settings, shutdown: Shutdown) -> Re
             .boxed()
             .shared()
         };
-        run_controllers(clients.clone(), &settings, metrics.clone(), readiness.clone(), stop).await;
+        let leading = election.is_leader.clone();
+        run_controllers(
+            Run {
+                clients: clients.clone(),
+                settings: &settings,
+                metrics: metrics.clone(),
+                readiness: readiness.clone(),
+                leader: leading,
+            },
+            stop,
+        )
+        .await;
         readiness.leader.store(false, Ordering::Relaxed);
         metrics.leader.set(0);
         let lost_it = lost_leadership.now_or_never().is_some() && !shutdown.requested();
@@ -238,13 +251,24 @@ where
     }
 }
 
-async fn run_controllers(
+/// What the controllers run with.
+struct Run<'a> {
     clients: Clients,
-    settings: &Settings,
+    settings: &'a Settings,
     metrics: Metrics,
     readiness: Arc<Readiness>,
-    stop: futures::future::Shared<BoxFuture<'static, ()>>,
-) {
+    /// True while this process holds the lease.
+    leader: watch::Receiver<bool>,
+}
+
+async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'static, ()>>) {
+    let Run {
+        clients,
+        settings,
+        metrics,
+        readiness,
+        leader,
+    } = run;
     let mut wc = watcher::Config::default().any_semantic();
     if let Some(sel) = &settings.selector {
         wc = wc.labels(sel);
@@ -275,26 +299,35 @@ async fn run_controllers(
     let policies = policy_ctl.store();
     let runs = run_ctl.store();
 
-    let reporter = Reporter {
-        controller: "vigil".into(),
-        instance: Some(settings.lease.identity.clone()),
-    };
-    let recorder = Recorder::new(client.clone(), reporter);
-    let monitor = Monitor::new(
+    // The notice stream and its subscribers: Kubernetes Events and the audit log. They
+    // end when every sender is gone (the monitor and the controllers stopped).
+    let notices = Notices::new();
+    let events = Arc::new(EventWriter::new(
         client.clone(),
-        clients.actions.clone(),
-        recorder.clone(),
-        metrics.clone(),
+        "vigil",
+        &settings.lease.identity,
+    ));
+    let event_task = tokio::spawn(events.subscriber(notices.subscribe()));
+    let audit_task = tokio::spawn(crate::notice::audit(notices.subscribe()));
+    let monitor = Monitor::new(
+        crate::monitor::Parts {
+            client: client.clone(),
+            actions: clients.actions.clone(),
+            metrics: metrics.clone(),
+            notices: notices.clone(),
+            validators: validators.clone(),
+            leader,
+        },
         crate::monitor::MonitorOptions {
             concurrency: settings.probe_concurrency,
             facts_refresh: settings.facts_refresh,
             dry_run: settings.dry_run,
         },
-        validators.clone(),
     );
     let ctx: Ctx = Arc::new(Context {
         client: client.clone(),
-        recorder,
+        notices,
+        writer: StatusWriter::new(client.clone(), metrics.clone()),
         metrics: metrics.clone(),
         policies: policies.clone(),
         validators: validators.clone(),
@@ -355,6 +388,9 @@ async fn run_controllers(
             let refresh = async {
                 loop {
                     tick.tick().await;
+                    // Deleted validators leave the cache; forget them here whether or not
+                    // they were being probed.
+                    monitor.sweep();
                     let (t, f, u) = monitor.ready_counts();
                     for (label, n) in [("True", t), ("False", f), ("Unknown", u)] {
                         metrics.validators.with_label_values(&[label]).set(n as i64);
@@ -364,7 +400,15 @@ async fn run_controllers(
             tokio::select! { _ = refresh => {}, _ = stop => {} }
         }
     };
-    futures::join!(v, p, r, monitor.run(stop.clone()), gauge);
+    futures::join!(v, p, r, monitor.clone().run(stop.clone()), gauge);
+    // The last notices (of actions that finished at the stop) reach their subscribers.
+    drop(ctx);
+    drop(monitor);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = event_task.await;
+        let _ = audit_task.await;
+    })
+    .await;
     tracing::info!("controllers stopped");
 }
 

@@ -59,6 +59,18 @@ fn keygen_fingerprint(dir: &Path, line: &str) -> String {
         .to_string()
 }
 
+/// The command's own standard error. sshd runs commands through the login user's shell,
+/// and bash reads `~/.bashrc` when sshd starts it: on a machine whose rc writes to stderr
+/// (pyenv warns when concurrent sessions rehash at once) those lines come first. Only
+/// lines the rc wrote are dropped: they name the rc's tools, never the command's words.
+fn command_stderr(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !(l.starts_with("pyenv: ") || l.contains("/.pyenv/")))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 #[tokio::test]
 async fn runs_an_allow_listed_command() {
     let server = Sshd::start();
@@ -73,7 +85,7 @@ async fn runs_an_allow_listed_command() {
     assert!(out.success());
     assert_eq!(out.exit_signal, None);
     assert_eq!(out.stdout, "restarted validator-1\n");
-    assert_eq!(out.stderr, "warming up\n");
+    assert_eq!(command_stderr(&out.stderr), "warming up\n");
     assert_eq!(
         out.command,
         "'sh' '-c' 'echo restarted $0; echo warming up >&2' 'validator-1'"
@@ -302,7 +314,7 @@ async fn a_command_that_runs_too_long_times_out() {
         } => {
             assert_eq!(*after, Duration::from_secs(1));
             assert_eq!(stdout, "started\n");
-            assert_eq!(stderr, "oops\n");
+            assert_eq!(command_stderr(stderr), "oops\n");
         }
         other => panic!("expected CommandTimeout, got {other:?}"),
     }
@@ -363,7 +375,7 @@ async fn long_output_is_capped() {
         &out.stdout[OUTPUT_LIMIT..]
     );
     assert_eq!(out.stdout.len(), OUTPUT_LIMIT + marker.len());
-    assert_eq!(out.stderr, "done\n");
+    assert_eq!(command_stderr(&out.stderr), "done\n");
 }
 
 #[tokio::test]

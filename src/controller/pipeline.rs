@@ -1,9 +1,9 @@
 //! The PipelineRun controller. In this version it validates the run (step graph, Job
 //! templates, policy) and publishes a first honest `Succeeded` condition.
 
-use super::{Ctx, Error, event_for_change};
+use super::{Ctx, Error, tell_change};
 use crate::api::{PipelineRun, PipelineRunStatus, StepStatus};
-use crate::conditions::{self, Desired};
+use crate::conditions::{self, Desired, Status, kind, reason};
 use crate::controller::validator::{PolicyState, policy_state};
 use crate::pipeline::dag;
 use k8s_openapi::api::batch::v1::JobSpec;
@@ -35,37 +35,34 @@ pub fn validate(run: &PipelineRun) -> Vec<String> {
 }
 
 /// The `Succeeded` condition of a run that has not started.
-pub fn initial_succeeded(
-    problems: &[String],
-    policy: Option<(&str, &PolicyState)>,
-) -> Desired<'static> {
+pub fn initial_succeeded(problems: &[String], policy: Option<(&str, &PolicyState)>) -> Desired {
     if !problems.is_empty() {
-        return Desired {
-            type_: "Succeeded",
-            status: "False",
-            reason: "InvalidSpec",
-            message: problems.join("; "),
-        };
+        return Desired::new(
+            kind::SUCCEEDED,
+            Status::False,
+            reason::INVALID_SPEC,
+            problems.join("; "),
+        );
     }
     match policy {
-        Some((name, PolicyState::Missing)) => Desired {
-            type_: "Succeeded",
-            status: "Unknown",
-            reason: "PolicyNotFound",
-            message: format!("Waiting for MonitorPolicy {name:?} (spec.policyRef) before starting"),
-        },
-        Some((name, PolicyState::Invalid(why))) => Desired {
-            type_: "Succeeded",
-            status: "Unknown",
-            reason: "PolicyInvalid",
-            message: format!("Waiting for MonitorPolicy {name:?} to become valid: {why}"),
-        },
-        _ => Desired {
-            type_: "Succeeded",
-            status: "Unknown",
-            reason: "Pending",
-            message: "Run accepted; no step has started yet".into(),
-        },
+        Some((name, PolicyState::Missing)) => Desired::new(
+            kind::SUCCEEDED,
+            Status::Unknown,
+            reason::POLICY_NOT_FOUND,
+            format!("Waiting for MonitorPolicy {name:?} (spec.policyRef) before starting"),
+        ),
+        Some((name, PolicyState::Invalid(why))) => Desired::new(
+            kind::SUCCEEDED,
+            Status::Unknown,
+            reason::POLICY_INVALID,
+            format!("Waiting for MonitorPolicy {name:?} to become valid: {why}"),
+        ),
+        _ => Desired::new(
+            kind::SUCCEEDED,
+            Status::Unknown,
+            reason::PENDING,
+            "Run accepted; no step has started yet",
+        ),
     }
 }
 
@@ -106,16 +103,16 @@ async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> 
         .filter(|s| s.phase == "Succeeded")
         .count();
     status.progress = Some(format!("{done}/{}", run.spec.steps.len()));
-    let (st, reason) = (want.status, want.reason);
-    let message = want.message.clone();
     let change = conditions::set(
         &mut status.conditions,
-        want,
+        want.clone(),
         run.meta().generation,
         &conditions::now(),
     );
-    ctx.write_status(run, run.status.as_ref(), &status).await?;
-    event_for_change(ctx, &run.object_ref(&()), &change, st, reason, &message).await;
+    ctx.writer
+        .apply_changed(run, run.status.as_ref(), &status)
+        .await?;
+    tell_change(ctx, &run.object_ref(&()), &change, &want);
     Ok(Action::await_change())
 }
 
@@ -126,15 +123,18 @@ mod tests {
     #[test]
     fn problems_win_over_everything() {
         let d = initial_succeeded(&["cycle".into()], Some(("p", &PolicyState::Missing)));
-        assert_eq!((d.status, d.reason), ("False", "InvalidSpec"));
+        assert_eq!((d.status, d.reason), (Status::False, reason::INVALID_SPEC));
     }
 
     #[test]
     fn a_missing_policy_holds_the_run() {
         let d = initial_succeeded(&[], Some(("alerts", &PolicyState::Missing)));
-        assert_eq!((d.status, d.reason), ("Unknown", "PolicyNotFound"));
+        assert_eq!(
+            (d.status, d.reason),
+            (Status::Unknown, reason::POLICY_NOT_FOUND)
+        );
         let d = initial_succeeded(&[], None);
-        assert_eq!((d.status, d.reason), ("Unknown", "Pending"));
+        assert_eq!((d.status, d.reason), (Status::Unknown, reason::PENDING));
     }
 
     #[test]

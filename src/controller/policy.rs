@@ -1,8 +1,9 @@
-//! The MonitorPolicy controller: validates the policy and counts the validators it governs.
+//! The MonitorPolicy controller: validates the policy ([`crate::policy::validate`], the one
+//! validation every consumer uses) and counts the validators it governs.
 
-use super::{Ctx, Error, event_for_change};
-use crate::api::{MonitorPolicy, MonitorPolicySpec, MonitorPolicyStatus, MonitoredValidator};
-use crate::conditions::{self, Desired};
+use super::{Ctx, Error, tell_change};
+use crate::api::{MonitorPolicy, MonitorPolicyStatus, MonitoredValidator};
+use crate::conditions::{self, Desired, Status, kind, reason};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -10,57 +11,6 @@ use std::sync::Arc;
 
 /// The kind name used in metrics and logs.
 pub const KIND: &str = "MonitorPolicy";
-
-/// Checks what the schema cannot: every duration parses in Vigil's own parser and the
-/// cross-field orders hold. Returns the problems, each a sentence for people.
-pub fn validate(spec: &MonitorPolicySpec) -> Result<(), Vec<String>> {
-    let mut problems = Vec::new();
-    let mut dur = |field: &str, d: &crate::api::Dur| match d.parse() {
-        Ok(v) => Some(v),
-        Err(e) => {
-            problems.push(format!("{field}: {e}"));
-            None
-        }
-    };
-    let interval = dur("probe.interval", &spec.probe.interval);
-    let timeout = dur("probe.timeout", &spec.probe.timeout);
-    dur("health.maxBlockStall", &spec.health.max_block_stall);
-    if let Some(l) = &spec.health.max_probe_latency {
-        dur("health.maxProbeLatency", l);
-    }
-    let r = &spec.remediation;
-    dur("remediation.window", &r.window);
-    let cooldown = dur("remediation.cooldown", &r.cooldown);
-    let max_cooldown = dur("remediation.maxCooldown", &r.max_cooldown);
-    dur("remediation.healthyResetAfter", &r.healthy_reset_after);
-    for (name, c) in &r.ssh_commands {
-        dur(
-            &format!("remediation.sshCommands.{name}.timeout"),
-            &c.timeout,
-        );
-    }
-    for (i, rule) in spec.alerts.rules.iter().enumerate() {
-        dur(
-            &format!("alerts.rules[{i}].repeatInterval"),
-            &rule.repeat_interval,
-        );
-    }
-    if let (Some(i), Some(t)) = (interval, timeout)
-        && t >= i
-    {
-        problems.push("probe.timeout must be shorter than probe.interval".into());
-    }
-    if let (Some(c), Some(m)) = (cooldown, max_cooldown)
-        && c > m
-    {
-        problems.push("remediation.cooldown must not exceed remediation.maxCooldown".into());
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
-}
 
 /// Validators in `namespace` that point at policy `name`: (total, ready, not ready).
 pub fn count_validators<'a>(
@@ -77,11 +27,10 @@ pub fn count_validators<'a>(
         let ready = v
             .status
             .as_ref()
-            .and_then(|s| conditions::get(&s.conditions, "Ready"))
-            .map(|c| c.status.as_str());
+            .and_then(|s| conditions::status_of(&s.conditions, kind::READY));
         match ready {
-            Some("True") => healthy += 1,
-            Some("False") => unhealthy += 1,
+            Some(Status::True) => healthy += 1,
+            Some(Status::False) => unhealthy += 1,
             _ => {}
         }
     }
@@ -103,7 +52,7 @@ async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Er
     // leave them out, so this apply neither takes them over nor removes them.
     let current = policy.status.clone().map(|mut s| {
         s.fleet_incident = None;
-        s.conditions.retain(|c| c.type_ == "Ready");
+        s.conditions.retain(|c| c.type_ == kind::READY);
         s
     });
     let mut status: MonitorPolicyStatus = current.clone().unwrap_or_default();
@@ -119,67 +68,67 @@ async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Er
     status.healthy = healthy;
     status.unhealthy = unhealthy;
 
-    let want = match validate(&policy.spec) {
-        Ok(()) => Desired {
-            type_: "Ready",
-            status: "True",
-            reason: "Valid",
-            message: format!("Policy accepted; it governs {total} validator(s)"),
-        },
-        Err(problems) => Desired {
-            type_: "Ready",
-            status: "False",
-            reason: "InvalidSpec",
-            message: problems.join("; "),
-        },
+    let want = match crate::policy::validate(&policy.spec) {
+        Ok(_) => Desired::new(
+            kind::READY,
+            Status::True,
+            reason::VALID,
+            format!("Policy accepted; it governs {total} validator(s)"),
+        ),
+        Err(problems) => Desired::new(
+            kind::READY,
+            Status::False,
+            reason::INVALID_SPEC,
+            problems.to_string(),
+        ),
     };
-    let (st, reason) = (want.status, want.reason);
-    let message = want.message.clone();
     let change = conditions::set(
         &mut status.conditions,
-        want,
+        want.clone(),
         policy.meta().generation,
         &conditions::now(),
     );
-    ctx.write_status(policy, current.as_ref(), &status).await?;
-    event_for_change(ctx, &policy.object_ref(&()), &change, st, reason, &message).await;
+    ctx.writer
+        .apply_changed(policy, current.as_ref(), &status)
+        .await?;
+    tell_change(ctx, &policy.object_ref(&()), &change, &want);
     Ok(Action::await_change())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Dur;
+    use crate::api::MonitoredValidatorSpec;
 
     #[test]
-    fn defaults_are_valid() {
-        assert_eq!(validate(&MonitorPolicySpec::default()), Ok(()));
-    }
-
-    #[test]
-    fn cross_field_orders_are_checked() {
-        let mut spec = MonitorPolicySpec::default();
-        spec.probe.timeout = Dur::new("30s");
-        spec.remediation.cooldown = Dur::new("2h");
-        let problems = validate(&spec).unwrap_err();
-        assert!(
-            problems.iter().any(|p| p.contains("probe.timeout")),
-            "{problems:?}"
-        );
-        assert!(
-            problems.iter().any(|p| p.contains("maxCooldown")),
-            "{problems:?}"
-        );
-    }
-
-    #[test]
-    fn unparsable_durations_name_the_field() {
-        let mut spec = MonitorPolicySpec::default();
-        spec.remediation.window = Dur::new("3 days");
-        let problems = validate(&spec).unwrap_err();
-        assert!(
-            problems[0].starts_with("remediation.window:"),
-            "{problems:?}"
-        );
+    fn counts_only_this_policys_validators_by_ready() {
+        let v = |ns: &str, policy: &str, ready: Option<&str>| {
+            let spec: MonitoredValidatorSpec = serde_yaml::from_str(&format!(
+                "{{chain: tcp, endpoints: {{tcp: 'h:1'}}, policyRef: {{name: {policy}}}}}"
+            ))
+            .unwrap();
+            let mut mv = MonitoredValidator::new("v", spec);
+            mv.metadata.namespace = Some(ns.into());
+            mv.status = ready.map(|r| crate::api::MonitoredValidatorStatus {
+                conditions: vec![crate::api::Condition {
+                    type_: kind::READY.into(),
+                    status: r.into(),
+                    reason: "R".into(),
+                    message: String::new(),
+                    observed_generation: None,
+                    last_transition_time: conditions::now(),
+                }],
+                ..Default::default()
+            });
+            mv
+        };
+        let all = [
+            v("a", "p", Some("True")),
+            v("a", "p", Some("False")),
+            v("a", "p", None),
+            v("a", "other", Some("True")),
+            v("b", "p", Some("True")),
+        ];
+        assert_eq!(count_validators(all.iter(), "a", "p"), (3, 1, 1));
     }
 }

@@ -1,10 +1,12 @@
-//! The MonitoredValidator controller. In this version it validates the object (its policy
-//! resolves and is valid) and publishes a first honest `Ready` condition.
+//! The MonitoredValidator controller: resolves the validator's policy (validated once, the
+//! same value the policy shows), builds its typed config, and hands it to the monitor; or
+//! shows why it cannot be probed.
 
 use super::{Ctx, Error};
-use crate::api::{MonitorPolicy, MonitorPolicySpec, MonitoredValidator};
-use crate::conditions::Desired;
+use crate::api::{MonitorPolicy, MonitoredValidator};
+use crate::conditions::{Desired, Status, kind, reason};
 use crate::monitor::Config;
+use crate::policy::Policy;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -26,30 +28,29 @@ pub enum PolicyState {
 }
 
 /// The `Ready` condition a validator gets before any probe has run.
-pub fn initial_ready(policy_name: &str, namespace: &str, policy: &PolicyState) -> Desired<'static> {
+pub fn initial_ready(policy_name: &str, namespace: &str, policy: &PolicyState) -> Desired {
     match policy {
-        PolicyState::Valid => Desired {
-            type_: "Ready",
-            status: "Unknown",
-            reason: "Pending",
-            message: format!(
-                "Governed by MonitorPolicy {policy_name:?}; waiting for the first probe"
-            ),
-        },
-        PolicyState::Invalid(why) => Desired {
-            type_: "Ready",
-            status: "False",
-            reason: "PolicyInvalid",
-            message: format!("MonitorPolicy {policy_name:?} is invalid: {why}"),
-        },
-        PolicyState::Missing => Desired {
-            type_: "Ready",
-            status: "False",
-            reason: "PolicyNotFound",
-            message: format!(
+        PolicyState::Valid => Desired::new(
+            kind::READY,
+            Status::Unknown,
+            reason::PENDING,
+            format!("Governed by MonitorPolicy {policy_name:?}; waiting for the first probe"),
+        ),
+        // The policy's own `Ready` message, word for word.
+        PolicyState::Invalid(why) => Desired::new(
+            kind::READY,
+            Status::False,
+            reason::POLICY_INVALID,
+            format!("MonitorPolicy {policy_name:?} is invalid: {why}"),
+        ),
+        PolicyState::Missing => Desired::new(
+            kind::READY,
+            Status::False,
+            reason::POLICY_NOT_FOUND,
+            format!(
                 "MonitorPolicy {policy_name:?} not found in namespace {namespace:?}; create it or fix spec.policyRef.name"
             ),
-        },
+        ),
     }
 }
 
@@ -64,7 +65,7 @@ pub async fn lookup_policy(
     ctx: &Ctx,
     namespace: &str,
     name: &str,
-) -> Result<(PolicyState, Option<MonitorPolicySpec>), Error> {
+) -> Result<(PolicyState, Option<Policy>), Error> {
     let key = ObjectRef::<DeserializeGuard<MonitorPolicy>>::new(name).within(namespace);
     let policy = match ctx.policies.get(&key) {
         Some(p) => Some(p.0.clone().map_err(|e| e.error)),
@@ -77,9 +78,9 @@ pub async fn lookup_policy(
     Ok(match policy {
         None => (PolicyState::Missing, None),
         Some(Err(decode)) => (PolicyState::Invalid(decode), None),
-        Some(Ok(p)) => match super::policy::validate(&p.spec) {
-            Ok(()) => (PolicyState::Valid, Some(p.spec)),
-            Err(problems) => (PolicyState::Invalid(problems.join("; ")), None),
+        Some(Ok(p)) => match crate::policy::validate(&p.spec) {
+            Ok(policy) => (PolicyState::Valid, Some(policy)),
+            Err(problems) => (PolicyState::Invalid(problems.to_string()), None),
         },
     })
 }
@@ -98,15 +99,15 @@ async fn reconcile_valid(mv: &MonitoredValidator, ctx: &Ctx) -> Result<Action, E
     // The monitor owns the validator's status: it probes a validator whose policy is valid,
     // and shows why it does not otherwise.
     match lookup_policy(ctx, &namespace, policy_name).await? {
-        (PolicyState::Valid, Some(spec)) => match Config::new(mv, &spec) {
+        (PolicyState::Valid, Some(policy)) => match Config::new(mv, &policy) {
             Ok(config) => ctx.monitor.watch(mv, config).await,
             Err(why) => {
-                let ready = Desired {
-                    type_: "Ready",
-                    status: "False",
-                    reason: "InvalidSpec",
-                    message: format!("Cannot probe this validator: {why}"),
-                };
+                let ready = Desired::new(
+                    kind::READY,
+                    Status::False,
+                    reason::INVALID_SPEC,
+                    format!("Cannot probe this validator: {why}"),
+                );
                 ctx.monitor.block(mv, ready).await;
             }
         },
@@ -127,13 +128,16 @@ mod tests {
     #[test]
     fn valid_policy_means_pending_until_probed() {
         let d = initial_ready("p", "ns", &PolicyState::Valid);
-        assert_eq!((d.status, d.reason), ("Unknown", "Pending"));
+        assert_eq!((d.status, d.reason), (Status::Unknown, reason::PENDING));
     }
 
     #[test]
     fn missing_policy_says_what_to_do() {
         let d = initial_ready("main", "chain-a", &PolicyState::Missing);
-        assert_eq!((d.status, d.reason), ("False", "PolicyNotFound"));
+        assert_eq!(
+            (d.status, d.reason),
+            (Status::False, reason::POLICY_NOT_FOUND)
+        );
         assert!(
             d.message.contains("\"main\"")
                 && d.message.contains("\"chain-a\"")
@@ -148,7 +152,10 @@ mod tests {
             "ns",
             &PolicyState::Invalid("cooldown above maxCooldown".into()),
         );
-        assert_eq!((d.status, d.reason), ("False", "PolicyInvalid"));
+        assert_eq!(
+            (d.status, d.reason),
+            (Status::False, reason::POLICY_INVALID)
+        );
         assert!(d.message.contains("cooldown above maxCooldown"));
     }
 }

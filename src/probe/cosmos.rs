@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::http::{self, Ctx};
 use super::jsonrpc::{self, any_u64};
-use super::{Observation, ProbeError};
+use super::{Observation, ProbeError, Url};
 
 /// The `result` of a CometBFT reply. Accepts the JSON-RPC envelope (all released
 /// versions) and a bare result object, and surfaces an `error` member.
@@ -56,9 +56,9 @@ pub(crate) fn peers_from_net_info(doc: &Value) -> Result<u32, ProbeError> {
 }
 
 /// Fetches `/status` and `/net_info` concurrently. A failing `/net_info` is a warning.
-pub(crate) async fn rpc(ctx: &Ctx<'_>, base: &str) -> Result<Observation, ProbeError> {
-    let status_url = http::join_path(base, "status")?;
-    let net_url = http::join_path(base, "net_info")?;
+pub(crate) async fn rpc(ctx: &Ctx<'_>, base: &Url) -> Result<Observation, ProbeError> {
+    let status_url = http::join_path(base, "status");
+    let net_url = http::join_path(base, "net_info");
     let (status, net) = tokio::join!(
         http::get_json(ctx, &status_url, "a CometBFT /status reply"),
         http::get_json(ctx, &net_url, "a CometBFT /net_info reply"),

@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::http::{self, Ctx};
+use super::http::Ctx;
 use super::jsonrpc::{self, Call};
-use super::{Observation, ProbeError};
+use super::{Observation, ProbeError, Url};
 
 fn calls() -> [Call; 6] {
     [
@@ -94,9 +94,8 @@ pub(crate) fn facts_from_replies(
 }
 
 /// Probes the node's JSON-RPC endpoint with one batch.
-pub(crate) async fn rpc(ctx: &Ctx<'_>, raw_url: &str) -> Result<Observation, ProbeError> {
-    let url = http::parse_url(raw_url)?;
-    let replies = jsonrpc::call_batch(ctx, &url, &calls()).await?;
+pub(crate) async fn rpc(ctx: &Ctx<'_>, url: &Url) -> Result<Observation, ProbeError> {
+    let replies = jsonrpc::call_batch(ctx, url, &calls()).await?;
     facts_from_replies(replies)
 }
 

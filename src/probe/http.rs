@@ -33,13 +33,20 @@ impl Ctx<'_> {
     }
 }
 
-/// Parses a configured URL; only http and https are probed.
-pub(crate) fn parse_url(raw: &str) -> Result<Url, ProbeError> {
+/// Parses a configured URL (once, when a probe target is built); only http and https
+/// are probed. Errors never echo the URL's path or credentials.
+pub fn parse_url(raw: &str) -> Result<Url, ProbeError> {
     let url = Url::parse(raw.trim()).map_err(|e| {
         ProbeError::Config(format!("`{}` is not a valid URL ({e})", redact_raw(raw)))
     })?;
+    check_scheme(&url)?;
+    Ok(url)
+}
+
+/// Refuses any scheme but http and https.
+pub(crate) fn check_scheme(url: &Url) -> Result<(), ProbeError> {
     match url.scheme() {
-        "http" | "https" => Ok(url),
+        "http" | "https" => Ok(()),
         other => Err(ProbeError::Config(format!(
             "URL scheme `{other}` is not supported; use http:// or https://"
         ))),
@@ -47,11 +54,11 @@ pub(crate) fn parse_url(raw: &str) -> Result<Url, ProbeError> {
 }
 
 /// `base` with `segment` appended to its path (`http://n:26657/` + `status`).
-pub(crate) fn join_path(base: &str, segment: &str) -> Result<Url, ProbeError> {
-    let mut url = parse_url(base)?;
+pub(crate) fn join_path(base: &Url, segment: &str) -> Url {
+    let mut url = base.clone();
     let path = format!("{}/{segment}", url.path().trim_end_matches('/'));
     url.set_path(&path);
-    Ok(url)
+    url
 }
 
 /// `scheme://host:port` only: paths and queries of RPC provider URLs often carry API
@@ -309,13 +316,12 @@ pub(crate) fn check_expectations(
 /// 2xx when empty), and every JSON expectation must hold.
 pub(crate) async fn health_check(
     ctx: &Ctx<'_>,
-    raw_url: &str,
+    url: &Url,
     expect_status: &[u16],
     expect_json: &[(String, Value)],
 ) -> Result<(), ProbeError> {
-    let url = parse_url(raw_url)?;
     let req = ctx.client.get(url.clone());
-    let resp = send(ctx, req, &url).await?;
+    let resp = send(ctx, req, url).await?;
     let status = resp.status().as_u16();
     let status_ok = if expect_status.is_empty() {
         (200..300).contains(&status)
@@ -400,13 +406,11 @@ mod tests {
     #[test]
     fn join_keeps_base_path() {
         assert_eq!(
-            join_path("http://n:26657/", "status").unwrap().as_str(),
+            join_path(&parse_url("http://n:26657/").unwrap(), "status").as_str(),
             "http://n:26657/status"
         );
         assert_eq!(
-            join_path("http://gw/cosmos/rpc", "net_info")
-                .unwrap()
-                .as_str(),
+            join_path(&parse_url("http://gw/cosmos/rpc").unwrap(), "net_info").as_str(),
             "http://gw/cosmos/rpc/net_info"
         );
     }

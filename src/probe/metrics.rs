@@ -180,16 +180,15 @@ pub(crate) fn facts(samples: &[Sample], family: &Family, prefix: Option<&str>) -
 /// is an error: the endpoint is not the node's metrics (or the prefix is wrong).
 pub(crate) async fn scrape(
     ctx: &Ctx<'_>,
-    raw_url: &str,
+    url: &Url,
     family: &Family,
     prefix: Option<&str>,
 ) -> Result<Observation, ProbeError> {
-    let url: Url = http::parse_url(raw_url)?;
     let req = ctx.client.get(url.clone()).header(
         reqwest::header::ACCEPT,
         "text/plain;version=0.0.4;q=0.9,*/*;q=0.1",
     );
-    let (status, body) = http::fetch(ctx, req, &url).await?;
+    let (status, body) = http::fetch(ctx, req, url).await?;
     http::require_success(status)?;
     let text = http::utf8(&body)?;
     let samples = prom::parse(text);

@@ -36,7 +36,8 @@ mod tcp;
 #[cfg(test)]
 mod test_support;
 
-pub use http::{json_matches, json_path};
+pub use http::{json_matches, json_path, parse_url};
+pub use reqwest::Url;
 
 use http::Ctx;
 
@@ -93,12 +94,13 @@ pub struct ProbeTarget {
     pub kind: ProbeKind,
     /// RPC base URL: JSON-RPC endpoint (Substrate, Ethereum) or CometBFT RPC base
     /// (`/status` and `/net_info` are appended). For `Http`, used when `health` is unset.
-    pub rpc: Option<String>,
+    /// URLs are parsed once, when the target is built ([`parse_url`]), never per probe.
+    pub rpc: Option<Url>,
     /// Prometheus metrics URL (chain kinds).
-    pub metrics: Option<String>,
+    pub metrics: Option<Url>,
     /// Health URL. For `Http` this is the probe; for chain kinds it is checked alongside
     /// and sets [`Observation::health_ok`].
-    pub health: Option<String>,
+    pub health: Option<Url>,
     /// `host:port`. For `Tcp` this is the probe; for chain kinds it is checked alongside
     /// (a failure is a warning).
     pub tcp: Option<String>,
@@ -127,15 +129,15 @@ impl ProbeTarget {
         }
     }
 
-    /// Checks the configuration without any network traffic: the endpoints the kind
-    /// needs are set, URLs parse (http/https only), `tcp` is `host:port`, and expected
-    /// statuses are real HTTP statuses.
+    /// Checks the configuration without any network traffic (and without parsing: the
+    /// URLs are parsed already): the endpoints the kind needs are set, URLs are http or
+    /// https, `tcp` is `host:port`, and expected statuses are real HTTP statuses.
     pub fn validate(&self) -> Result<(), ProbeError> {
         for url in [&self.rpc, &self.metrics, &self.health]
             .into_iter()
             .flatten()
         {
-            http::parse_url(url)?;
+            http::check_scheme(url)?;
         }
         if let Some(addr) = &self.tcp {
             tcp::validate(addr.trim())?;
@@ -425,16 +427,14 @@ fn reconnect_is_cheap(target: &ProbeTarget) -> bool {
     [&target.rpc, &target.metrics, &target.health]
         .into_iter()
         .flatten()
-        .all(|raw| {
-            http::parse_url(raw).is_ok_and(|url| {
-                url.scheme() == "http"
-                    && url.host_str().is_some_and(|h| {
-                        h.trim_start_matches('[')
-                            .trim_end_matches(']')
-                            .parse::<std::net::IpAddr>()
-                            .is_ok()
-                    })
-            })
+        .all(|url| {
+            url.scheme() == "http"
+                && url.host_str().is_some_and(|h| {
+                    h.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok()
+                })
         })
 }
 
@@ -451,7 +451,9 @@ async fn run(ctx: &Ctx<'_>, t: &ProbeTarget) -> Result<Observation, ProbeError> 
     match t.kind {
         ProbeKind::Http => {
             // validate() guarantees one of the two.
-            let url = t.health.as_deref().or(t.rpc.as_deref()).unwrap_or_default();
+            let url = t.health.as_ref().or(t.rpc.as_ref()).ok_or_else(|| {
+                ProbeError::Config("an http probe needs a health (or rpc) URL".into())
+            })?;
             http::health_check(ctx, url, &t.expect_status, &t.expect_json).await?;
             Ok(Observation {
                 health_ok: Some(true),
@@ -477,7 +479,7 @@ async fn chain(ctx: &Ctx<'_>, t: &ProbeTarget) -> Result<Observation, ProbeError
         _ => &metrics::SUBSTRATE,
     };
     let rpc = async {
-        let url = t.rpc.as_deref()?;
+        let url = t.rpc.as_ref()?;
         Some(match t.kind {
             ProbeKind::Ethereum => ethereum::rpc(ctx, url).await,
             ProbeKind::Cosmos => cosmos::rpc(ctx, url).await,
@@ -485,11 +487,11 @@ async fn chain(ctx: &Ctx<'_>, t: &ProbeTarget) -> Result<Observation, ProbeError
         })
     };
     let scrape = async {
-        let url = t.metrics.as_deref()?;
+        let url = t.metrics.as_ref()?;
         Some(metrics::scrape(ctx, url, family, t.metrics_prefix.as_deref()).await)
     };
     let health = async {
-        let url = t.health.as_deref()?;
+        let url = t.health.as_ref()?;
         Some(http::health_check(ctx, url, &t.expect_status, &t.expect_json).await)
     };
     let port = async {
@@ -545,8 +547,8 @@ mod tests {
     #[test]
     fn connections_are_kept_only_where_a_new_one_is_costly() {
         let target = |rpc: &str, metrics: Option<&str>| ProbeTarget {
-            rpc: Some(rpc.into()),
-            metrics: metrics.map(String::from),
+            rpc: Some(parse_url(rpc).unwrap()),
+            metrics: metrics.map(|m| parse_url(m).unwrap()),
             ..ProbeTarget::new(ProbeKind::Substrate)
         };
         assert!(reconnect_is_cheap(&target("http://127.20.0.1:9944", None)));
@@ -616,9 +618,15 @@ mod tests {
     fn validation() {
         let mut t = ProbeTarget::new(ProbeKind::Substrate);
         assert_eq!(t.validate().unwrap_err().class(), "config");
-        t.metrics = Some("http://127.0.0.1:9615/metrics".into());
+        t.metrics = Some(parse_url("http://127.0.0.1:9615/metrics").unwrap());
         assert!(t.validate().is_ok());
-        t.rpc = Some("ws://127.0.0.1:9944".into());
+        assert!(
+            parse_url("ws://127.0.0.1:9944")
+                .unwrap_err()
+                .to_string()
+                .contains("ws")
+        );
+        t.rpc = Some(Url::parse("ws://127.0.0.1:9944").unwrap());
         assert!(t.validate().unwrap_err().to_string().contains("ws"));
         t.rpc = None;
         t.tcp = Some("nope".into());
@@ -630,7 +638,7 @@ mod tests {
         assert!(ProbeTarget::new(ProbeKind::Http).validate().is_err());
         assert!(ProbeTarget::new(ProbeKind::Tcp).validate().is_err());
         let cosmos = ProbeTarget {
-            rpc: Some("http://127.0.0.1:26657".into()),
+            rpc: Some(parse_url("http://127.0.0.1:26657").unwrap()),
             ..ProbeTarget::new(ProbeKind::Cosmos)
         };
         assert!(cosmos.validate().is_ok());

@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::http::{self, Ctx};
+use super::http::Ctx;
 use super::jsonrpc::{self, Call};
-use super::{Observation, ProbeError};
+use super::{Observation, ProbeError, Url};
 
 /// The batched calls, in this order.
 fn calls() -> [Call; 6] {
@@ -111,13 +111,12 @@ pub(crate) fn facts_from_replies(
 }
 
 /// Probes the node's JSON-RPC endpoint.
-pub(crate) async fn rpc(ctx: &Ctx<'_>, raw_url: &str) -> Result<Observation, ProbeError> {
-    let url = http::parse_url(raw_url)?;
-    let replies = jsonrpc::call_batch(ctx, &url, &calls()).await?;
+pub(crate) async fn rpc(ctx: &Ctx<'_>, url: &Url) -> Result<Observation, ProbeError> {
+    let replies = jsonrpc::call_batch(ctx, url, &calls()).await?;
     let (mut obs, fin_hash) = facts_from_replies(replies)?;
     if let Some(hash) = fin_hash {
         let call = Call::with("chain_getHeader", json!([hash]));
-        match jsonrpc::call_one(ctx, &url, &call).await {
+        match jsonrpc::call_one(ctx, url, &call).await {
             Ok(v) => match v.get("number").and_then(jsonrpc::hex_u64) {
                 Some(n) => obs.finalized_block = Some(n),
                 None => obs.warn("chain_getHeader(finalized): reply has no hex block `number`"),

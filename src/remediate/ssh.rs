@@ -148,6 +148,43 @@ pub enum SshError {
     Protocol(String),
 }
 
+/// The argv of an allow-listed command for one attempt, its `{placeholders}` replaced.
+/// Each element stays one element: it is quoted on its own before it reaches the shell.
+pub fn argv(
+    command: &crate::policy::SshCommand,
+    req: &super::Request<'_>,
+    host: &str,
+) -> Vec<String> {
+    let request = match req.trigger {
+        super::guard::Trigger::Manual(t) => t.as_str(),
+        super::guard::Trigger::Policy => "",
+    };
+    let s = &req.subject;
+    let values = [
+        ("request", request),
+        ("validator", s.name),
+        ("namespace", s.namespace),
+        ("chain", s.chain.as_str()),
+        ("host", host),
+        ("reason", s.reason.0),
+        ("token", req.token),
+    ];
+    command
+        .argv
+        .iter()
+        .map(|a| substitute(a, &values))
+        .collect()
+}
+
+/// Replaces `{name}` placeholders in one argv element.
+pub fn substitute(arg: &str, values: &[(&str, &str)]) -> String {
+    let mut out = arg.to_string();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
 /// Quotes an argv for a POSIX shell: every element in single quotes (a `'` inside becomes
 /// `'\''`), separated by single spaces. `["echo", "a b", "it's", ""]` becomes
 /// `'echo' 'a b' 'it'\''s' ''`. The shell turns it back into exactly these words, and
@@ -665,6 +702,16 @@ async fn exec(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn placeholders_stay_one_argument() {
+        let v = [("validator", "v1"), ("token", "$(touch /tmp/pwned); echo")];
+        assert_eq!(substitute("restart-{validator}", &v), "restart-v1");
+        let arg = substitute("--token={token}", &v);
+        assert_eq!(arg, "--token=$(touch /tmp/pwned); echo");
+        assert_eq!(quote_argv(&[arg]), "'--token=$(touch /tmp/pwned); echo'");
+        assert_eq!(substitute("{unknown}", &v), "{unknown}");
+    }
 
     const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEVDuRVhtLcmuWRzGi1g7gdK5oTnyb+kWshslKi25Cis host@example";
     const ED25519_FP: &str = "SHA256:YCW8Ahi+BBj+wvkIlkvrvLpYUqPh4nvM400NBF8XdG4";

@@ -3,7 +3,7 @@
 //! HMAC-SHA256 so the receiver can tell it comes from Vigil; the attempt's token travels along
 //! so a receiver can drop a repeated delivery.
 
-use super::guard::Outcome;
+use super::{Request, WebhookTarget};
 use std::time::Duration;
 
 /// Header with `sha256=<hex HMAC-SHA256 of the body>`.
@@ -23,19 +23,53 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     out
 }
 
-/// POSTs `payload` to `url` within `timeout`; a 2xx answer in time means done.
+/// Why a webhook call did not count as done.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// It answered, but not 2xx.
+    #[error("Webhook answered {status}: {body}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The start of its answer.
+        body: String,
+    },
+    /// No answer in time.
+    #[error("Webhook did not answer within {}", crate::duration::format(*.0))]
+    Timeout(Duration),
+    /// The request could not be sent.
+    #[error("Webhook call failed: {0}")]
+    Send(reqwest::Error),
+}
+
+/// The JSON body that describes the attempt: its token, who asked, the validator, and why.
+pub fn payload(req: &Request<'_>) -> serde_json::Value {
+    let s = &req.subject;
+    let [rpc, metrics, health] = s.endpoints;
+    serde_json::json!({
+        "token": req.token,
+        "action": "restart",
+        "trigger": req.trigger.as_str(),
+        "validator": {"namespace": s.namespace, "name": s.name, "chain": s.chain.as_str()},
+        "endpoints": {"rpc": rpc, "metrics": metrics, "health": health},
+        "reason": s.reason.0,
+        "message": s.reason.1,
+        "time": jiff::Timestamp::now().to_string(),
+    })
+}
+
+/// POSTs `payload` to the target within its timeout; a 2xx answer in time means done.
 pub async fn call(
     client: &reqwest::Client,
-    url: &str,
+    target: &WebhookTarget,
     secret: Option<&[u8]>,
     token: &str,
     payload: &serde_json::Value,
-    timeout: Duration,
-) -> Outcome {
+) -> Result<String, WebhookError> {
     let body = payload.to_string().into_bytes();
     let mut req = client
-        .post(url)
-        .timeout(timeout)
+        .post(&target.url)
+        .timeout(target.timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(TOKEN_HEADER, token);
     if let Some(secret) = secret {
@@ -43,19 +77,19 @@ pub async fn call(
     }
     match req.body(body).send().await {
         Ok(resp) if resp.status().is_success() => {
-            Outcome::Succeeded(format!("Webhook answered {}", resp.status().as_u16()))
+            Ok(format!("Webhook answered {}", resp.status().as_u16()))
         }
         Ok(resp) => {
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap_or_default();
-            let text: String = text.chars().take(200).collect();
-            Outcome::Failed(format!("Webhook answered {status}: {}", text.trim()))
+            let body: String = text.chars().take(200).collect();
+            Err(WebhookError::Status {
+                status,
+                body: body.trim().to_string(),
+            })
         }
-        Err(e) if e.is_timeout() => Outcome::Failed(format!(
-            "Webhook did not answer within {}",
-            crate::duration::format(timeout)
-        )),
-        Err(e) => Outcome::Failed(format!("Webhook call failed: {e}")),
+        Err(e) if e.is_timeout() => Err(WebhookError::Timeout(target.timeout)),
+        Err(e) => Err(WebhookError::Send(e)),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Acting on a validator that runs in the cluster: evict or delete its pod, or restart the
 //! StatefulSet, Deployment or DaemonSet that owns it.
 
-use super::guard::Outcome;
+use super::Done;
 use crate::api::{RemediationAction, WorkloadKind, WorkloadTarget};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -12,10 +12,60 @@ use std::time::Duration;
 
 /// The pod-template annotation a `rolloutRestart` sets; its value is the attempt's token, so
 /// each attempt changes the template exactly once (and repeating an attempt changes nothing).
-pub const RESTART_ANNOTATION: &str = "vigil.dev/restartedAt";
+pub const RESTARTED_AT_ANNOTATION: &str = "vigil.dev/restartedAt";
+
+/// Why a pod or workload action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// An API call failed (or did not answer within [`super::API_TIMEOUT`]).
+    #[error("{what} failed: {reason}")]
+    Api {
+        /// What was asked, e.g. `reading StatefulSet v`.
+        what: String,
+        /// The API's answer.
+        reason: String,
+    },
+    /// The target's selector cannot be used.
+    #[error("{0}")]
+    Selector(String),
+    /// The selector matched no live pod.
+    #[error("no running pod matches {0}")]
+    NoPod(String),
+    /// The selector matched several pods.
+    #[error(
+        "{n} pods match {what}; a validator must map to exactly one pod (name it, or narrow the selector)"
+    )]
+    ManyPods {
+        /// How many.
+        n: usize,
+        /// What matched them.
+        what: String,
+    },
+    /// Nothing to restart or refused by what the workload is.
+    #[error("{0}")]
+    Unrestartable(String),
+}
+
+/// Runs an API call of an action within [`super::API_TIMEOUT`].
+async fn call<T>(
+    what: impl FnOnce() -> String,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, WorkloadError> {
+    match tokio::time::timeout(super::API_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(WorkloadError::Api {
+            what: what(),
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(WorkloadError::Api {
+            what: what(),
+            reason: format!("no answer within {:?}", super::API_TIMEOUT),
+        }),
+    }
+}
 
 /// Turns a label selector into the `labelSelector` query syntax.
-pub fn selector_string(sel: &LabelSelector) -> Result<String, String> {
+pub fn selector_string(sel: &LabelSelector) -> Result<String, WorkloadError> {
     let mut parts = Vec::new();
     for (k, v) in sel.match_labels.iter().flatten() {
         parts.push(format!("{k}={v}"));
@@ -27,27 +77,34 @@ pub fn selector_string(sel: &LabelSelector) -> Result<String, String> {
             "NotIn" => format!("{} notin ({values})", e.key),
             "Exists" => e.key.clone(),
             "DoesNotExist" => format!("!{}", e.key),
-            op => return Err(format!("unknown selector operator {op:?}")),
+            op => {
+                return Err(WorkloadError::Selector(format!(
+                    "unknown selector operator {op:?}"
+                )));
+            }
         });
     }
     if parts.is_empty() {
-        return Err("the selector is empty: it would match every pod".into());
+        return Err(WorkloadError::Selector(
+            "the selector is empty: it would match every pod".into(),
+        ));
     }
     Ok(parts.join(","))
 }
 
 /// Picks the one live pod of a validator out of the pods a selector matched.
-pub fn the_pod(pods: Vec<Pod>, what: &str) -> Result<Pod, String> {
+pub fn the_pod(pods: Vec<Pod>, what: &str) -> Result<Pod, WorkloadError> {
     let live: Vec<Pod> = pods
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
     match live.len() {
         1 => Ok(live.into_iter().next().expect("one pod")),
-        0 => Err(format!("no running pod matches {what}")),
-        n => Err(format!(
-            "{n} pods match {what}; a validator must map to exactly one pod (name it, or narrow the selector)"
-        )),
+        0 => Err(WorkloadError::NoPod(what.to_string())),
+        n => Err(WorkloadError::ManyPods {
+            n,
+            what: what.to_string(),
+        }),
     }
 }
 
@@ -62,42 +119,43 @@ async fn selector_of(
     client: &Client,
     ns: &str,
     t: &WorkloadTarget,
-) -> Result<LabelSelector, String> {
+) -> Result<LabelSelector, WorkloadError> {
     let name = t.name.as_deref().unwrap_or_default();
-    let not_found = |kind: &str, e: kube::Error| format!("cannot read {kind} {name}: {e}");
+    let reading = |kind: &'static str| move || format!("reading {kind} {name}");
     let selector = match t.kind {
-        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .get(name)
-            .await
-            .map_err(|e| not_found("StatefulSet", e))?
-            .spec
-            .map(|s| s.selector),
-        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
-            .get(name)
-            .await
-            .map_err(|e| not_found("Deployment", e))?
-            .spec
-            .map(|s| s.selector),
-        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), ns)
-            .get(name)
-            .await
-            .map_err(|e| not_found("DaemonSet", e))?
-            .spec
-            .map(|s| s.selector),
+        WorkloadKind::StatefulSet => call(
+            reading("StatefulSet"),
+            Api::<StatefulSet>::namespaced(client.clone(), ns).get(name),
+        )
+        .await?
+        .spec
+        .map(|s| s.selector),
+        WorkloadKind::Deployment => call(
+            reading("Deployment"),
+            Api::<Deployment>::namespaced(client.clone(), ns).get(name),
+        )
+        .await?
+        .spec
+        .map(|s| s.selector),
+        WorkloadKind::DaemonSet => call(
+            reading("DaemonSet"),
+            Api::<DaemonSet>::namespaced(client.clone(), ns).get(name),
+        )
+        .await?
+        .spec
+        .map(|s| s.selector),
         WorkloadKind::Pod => None,
     };
-    selector.ok_or_else(|| format!("{:?} {name} has no pod selector", t.kind))
+    selector
+        .ok_or_else(|| WorkloadError::Selector(format!("{:?} {name} has no pod selector", t.kind)))
 }
 
 /// The validator's pod.
-async fn resolve_pod(client: &Client, ns: &str, t: &WorkloadTarget) -> Result<Pod, String> {
+async fn resolve_pod(client: &Client, ns: &str, t: &WorkloadTarget) -> Result<Pod, WorkloadError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let (selector, what) = match (&t.kind, &t.name, &t.selector) {
         (WorkloadKind::Pod, Some(name), _) => {
-            return pods
-                .get(name)
-                .await
-                .map_err(|e| format!("cannot read pod {name}: {e}"));
+            return call(|| format!("reading pod {name}"), pods.get(name)).await;
         }
         (_, _, Some(sel)) => (sel.clone(), "the target's selector".to_string()),
         (kind, Some(name), None) => (
@@ -105,14 +163,13 @@ async fn resolve_pod(client: &Client, ns: &str, t: &WorkloadTarget) -> Result<Po
             format!("{kind:?} {name}"),
         ),
         (_, None, None) => {
-            return Err("the workload target names no pod and has no selector".into());
+            return Err(WorkloadError::Selector(
+                "the workload target names no pod and has no selector".into(),
+            ));
         }
     };
     let lp = ListParams::default().labels(&selector_string(&selector)?);
-    let list = pods
-        .list(&lp)
-        .await
-        .map_err(|e| format!("cannot list pods: {e}"))?;
+    let list = call(|| "listing pods".to_string(), pods.list(&lp)).await?;
     the_pod(list.items, &what)
 }
 
@@ -121,7 +178,7 @@ async fn resolve_owner(
     client: &Client,
     ns: &str,
     t: &WorkloadTarget,
-) -> Result<(WorkloadKind, String), String> {
+) -> Result<(WorkloadKind, String), WorkloadError> {
     if let (
         WorkloadKind::StatefulSet | WorkloadKind::Deployment | WorkloadKind::DaemonSet,
         Some(name),
@@ -135,26 +192,27 @@ async fn resolve_owner(
         Some(("StatefulSet", n)) => Ok((WorkloadKind::StatefulSet, n.into())),
         Some(("DaemonSet", n)) => Ok((WorkloadKind::DaemonSet, n.into())),
         Some(("ReplicaSet", rs)) => {
-            let rs = Api::<ReplicaSet>::namespaced(client.clone(), ns)
-                .get(rs)
-                .await
-                .map_err(|e| format!("cannot read ReplicaSet {rs}: {e}"))?;
+            let rs = call(
+                || format!("reading ReplicaSet {rs}"),
+                Api::<ReplicaSet>::namespaced(client.clone(), ns).get(rs),
+            )
+            .await?;
             match controller_of(rs.metadata.owner_references.as_deref().unwrap_or_default()) {
                 Some(("Deployment", d)) => Ok((WorkloadKind::Deployment, d.into())),
-                _ => Err(format!(
+                _ => Err(WorkloadError::Unrestartable(format!(
                     "ReplicaSet {} has no owning Deployment to restart",
                     rs.name_any()
-                )),
+                ))),
             }
         }
-        Some((kind, n)) => Err(format!(
+        Some((kind, n)) => Err(WorkloadError::Unrestartable(format!(
             "pod {} is owned by {kind} {n}, which Vigil cannot restart",
             pod.name_any()
-        )),
-        None => Err(format!(
+        ))),
+        None => Err(WorkloadError::Unrestartable(format!(
             "pod {} has no owning workload to restart; use evictPod or deletePod",
             pod.name_any()
-        )),
+        ))),
     }
 }
 
@@ -167,13 +225,10 @@ pub async fn act(
     action: RemediationAction,
     token: &str,
     retry: Duration,
-) -> Outcome {
+) -> Result<Done, WorkloadError> {
     match action {
         RemediationAction::EvictPod | RemediationAction::DeletePod => {
-            let pod = match resolve_pod(client, ns, target).await {
-                Ok(p) => p,
-                Err(e) => return Outcome::Failed(e),
-            };
+            let pod = resolve_pod(client, ns, target).await?;
             let name = pod.name_any();
             let uid = pod.uid();
             let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -191,32 +246,37 @@ pub async fn act(
                     delete_options: Some(dp),
                     ..EvictParams::default()
                 };
-                match pods.evict(&name, &ep).await {
-                    Ok(_) => Outcome::Succeeded(format!("Evicted pod {name}")),
-                    Err(kube::Error::Api(s)) if s.code == 429 => Outcome::Blocked {
+                let evicted = tokio::time::timeout(super::API_TIMEOUT, pods.evict(&name, &ep));
+                match evicted.await {
+                    Ok(Ok(_)) => Ok(Done::Acted(format!("Evicted pod {name}"))),
+                    Ok(Err(kube::Error::Api(s))) if s.code == 429 => Ok(Done::Blocked {
                         message: format!(
                             "Eviction of pod {name} refused by a PodDisruptionBudget: {}",
                             s.message
                         ),
                         retry,
-                    },
-                    Err(e) => Outcome::Failed(format!("Eviction of pod {name} failed: {e}")),
+                    }),
+                    Ok(Err(e)) => Err(WorkloadError::Api {
+                        what: format!("Eviction of pod {name}"),
+                        reason: e.to_string(),
+                    }),
+                    Err(_) => Err(WorkloadError::Api {
+                        what: format!("Eviction of pod {name}"),
+                        reason: format!("no answer within {:?}", super::API_TIMEOUT),
+                    }),
                 }
             } else {
-                match pods.delete(&name, &dp).await {
-                    Ok(_) => Outcome::Succeeded(format!("Deleted pod {name}")),
-                    Err(e) => Outcome::Failed(format!("Deleting pod {name} failed: {e}")),
-                }
+                call(|| format!("Deleting pod {name}"), pods.delete(&name, &dp)).await?;
+                Ok(Done::Acted(format!("Deleted pod {name}")))
             }
         }
         RemediationAction::RolloutRestart => {
-            let (kind, name) = match resolve_owner(client, ns, target).await {
-                Ok(w) => w,
-                Err(e) => return Outcome::Failed(e),
-            };
+            let (kind, name) = resolve_owner(client, ns, target).await?;
             rollout_restart(client, ns, kind, &name, token).await
         }
-        other => Outcome::Failed(format!("{other:?} is not a workload action")),
+        other => Err(WorkloadError::Unrestartable(format!(
+            "{other:?} is not a workload action"
+        ))),
     }
 }
 
@@ -226,64 +286,52 @@ async fn rollout_restart(
     kind: WorkloadKind,
     name: &str,
     token: &str,
-) -> Outcome {
+) -> Result<Done, WorkloadError> {
     let patch = serde_json::json!({
-        "spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: token}}}}
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: token}}}}
     });
     let pp = PatchParams::default();
-    let current = |ann: Option<&std::collections::BTreeMap<String, String>>| {
-        ann.and_then(|a| a.get(RESTART_ANNOTATION)).cloned()
-    };
-    let result = match kind {
+    let restarting = || format!("Restarting {kind:?} {name}");
+    match kind {
         WorkloadKind::Deployment => {
             let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-            let d = match api.get(name).await {
-                Ok(d) => d,
-                Err(e) => return Outcome::Failed(format!("cannot read Deployment {name}: {e}")),
-            };
+            let d = call(|| format!("reading Deployment {name}"), api.get(name)).await?;
             let spec = d.spec.unwrap_or_default();
             if spec.paused == Some(true) {
-                return Outcome::Failed(format!(
+                return Err(WorkloadError::Unrestartable(format!(
                     "Deployment {name} is paused (spec.paused): a restart would not roll out; resume it or use evictPod"
-                ));
+                )));
             }
-            if current(
-                spec.template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.annotations.as_ref()),
-            )
-            .as_deref()
-                == Some(token)
-            {
-                return Outcome::Succeeded(format!(
+            let current = spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(RESTARTED_AT_ANNOTATION));
+            if current.map(String::as_str) == Some(token) {
+                return Ok(Done::Acted(format!(
                     "Deployment {name} already restarted by this attempt"
-                ));
+                )));
             }
-            api.patch(name, &pp, &Patch::Merge(&patch))
-                .await
-                .map(|_| ())
+            call(restarting, api.patch(name, &pp, &Patch::Merge(&patch))).await?;
         }
         WorkloadKind::StatefulSet => {
             let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-            api.patch(name, &pp, &Patch::Merge(&patch))
-                .await
-                .map(|_| ())
+            call(restarting, api.patch(name, &pp, &Patch::Merge(&patch))).await?;
         }
         WorkloadKind::DaemonSet => {
             let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
-            api.patch(name, &pp, &Patch::Merge(&patch))
-                .await
-                .map(|_| ())
+            call(restarting, api.patch(name, &pp, &Patch::Merge(&patch))).await?;
         }
-        WorkloadKind::Pod => return Outcome::Failed("a bare pod cannot be rolled out".into()),
-    };
-    match result {
-        Ok(()) => Outcome::Succeeded(format!(
-            "Restarted {kind:?} {name} (pod template annotation {RESTART_ANNOTATION}={token})"
-        )),
-        Err(e) => Outcome::Failed(format!("Restarting {kind:?} {name} failed: {e}")),
+        WorkloadKind::Pod => {
+            return Err(WorkloadError::Unrestartable(
+                "a bare pod cannot be rolled out".into(),
+            ));
+        }
     }
+    Ok(Done::Acted(format!(
+        "Restarted {kind:?} {name} (pod template annotation {RESTARTED_AT_ANNOTATION}={token})"
+    )))
 }
 
 #[cfg(test)]
@@ -317,6 +365,7 @@ mod tests {
         assert!(
             selector_string(&LabelSelector::default())
                 .unwrap_err()
+                .to_string()
                 .contains("every pod")
         );
     }
@@ -343,11 +392,13 @@ mod tests {
         assert!(
             the_pod(vec![], "StatefulSet v")
                 .unwrap_err()
+                .to_string()
                 .contains("no running pod matches StatefulSet v")
         );
         assert!(
             the_pod(vec![pod("a", false), pod("b", false)], "x")
                 .unwrap_err()
+                .to_string()
                 .contains("2 pods")
         );
     }
