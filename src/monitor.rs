@@ -1025,7 +1025,7 @@ pub fn incident_record(
             };
             Some(FleetIncident {
                 chain: chain.into(),
-                kind: k.as_str().into(),
+                kind: k.into(),
                 since: Some(Time(now)),
                 ended: None,
                 affected,

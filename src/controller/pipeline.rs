@@ -2,7 +2,7 @@
 //! templates, policy) and publishes a first honest `Succeeded` condition.
 
 use super::{Ctx, Error, event_for_change};
-use crate::api::{PipelineRun, PipelineRunStatus, StepStatus};
+use crate::api::{PipelineRun, PipelineRunStatus, StepPhase, StepStatus};
 use crate::conditions::{self, Desired};
 use crate::controller::validator::{PolicyState, policy_state};
 use crate::pipeline::dag;
@@ -95,7 +95,7 @@ async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> 
             .iter()
             .map(|s| StepStatus {
                 name: s.name.clone(),
-                phase: "Pending".into(),
+                phase: StepPhase::Pending,
                 ..Default::default()
             })
             .collect();
@@ -103,7 +103,7 @@ async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> 
     let done = status
         .steps
         .iter()
-        .filter(|s| s.phase == "Succeeded")
+        .filter(|s| s.phase == StepPhase::Succeeded)
         .count();
     status.progress = Some(format!("{done}/{}", run.spec.steps.len()));
     let (st, reason) = (want.status, want.reason);

@@ -149,7 +149,7 @@ async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Dur;
+    use crate::api::{Dur, Timeout};
 
     #[test]
     fn defaults_are_valid() {
@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn cross_field_orders_are_checked() {
         let mut spec = MonitorPolicySpec::default();
-        spec.probe.timeout = Dur::new("30s");
+        spec.probe.timeout = Timeout::new("30s");
         spec.remediation.cooldown = Dur::new("2h");
         let problems = validate(&spec).unwrap_err();
         assert!(

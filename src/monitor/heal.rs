@@ -223,7 +223,7 @@ impl Monitor {
         let action_name = guard::action_name(action);
         self.metrics
             .remediations
-            .with_label_values(&[action_name.as_str(), outcome.result()])
+            .with_label_values(&[action_name.as_str(), outcome.result().as_str()])
             .inc();
         let now = Timestamp::now();
         let transitions = {
