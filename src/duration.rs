@@ -15,12 +15,14 @@ pub enum DurationError {
     /// A unit other than ns, us, µs, ms, s, m, h.
     #[error("invalid duration {0:?}: unknown unit {1:?} (use ns, us, ms, s, m or h)")]
     Unit(String, String),
-    /// Too large to represent.
+    /// Too large to represent: over Go's limit of 2^63-1 nanoseconds (about 292 years).
     #[error("duration {0:?} is too large")]
     Overflow(String),
 }
 
-/// Parses a Go duration without sign. `"0"` is accepted as zero, as in Go.
+/// Parses a Go duration without sign. `"0"` is accepted as zero, as in Go. Like Go's
+/// `time.ParseDuration` (and so CEL's `duration()` in the CRD rules), durations above 2^63-1
+/// nanoseconds are refused, never wrapped or saturated.
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
     if s.is_empty() {
         return Err(DurationError::Empty);
@@ -75,16 +77,23 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
                 .parse()
                 .map_err(|_| DurationError::Syntax(s.into()))?;
             let scale = 10u128.pow(frac_digits.len() as u32);
-            value += frac * nanos_per_unit / scale;
+            value = value
+                .checked_add(frac * nanos_per_unit / scale)
+                .ok_or_else(|| DurationError::Overflow(s.into()))?;
         }
         total = total
             .checked_add(value)
             .ok_or_else(|| DurationError::Overflow(s.into()))?;
         rest = next;
     }
-    let secs =
-        u64::try_from(total / 1_000_000_000).map_err(|_| DurationError::Overflow(s.into()))?;
-    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+    if total > i64::MAX as u128 {
+        return Err(DurationError::Overflow(s.into()));
+    }
+    // Below 2^63 nanoseconds, so the seconds fit a u64.
+    Ok(Duration::new(
+        (total / 1_000_000_000) as u64,
+        (total % 1_000_000_000) as u32,
+    ))
 }
 
 /// Formats a duration the Go way for messages (`1h30m0s` becomes `1h30m`, sub-second as `ms`).
@@ -140,9 +149,32 @@ mod tests {
     }
 
     #[test]
+    fn refuses_what_go_cannot_represent() {
+        // The largest Go duration is 2562047h47m16.854775807s; one nanosecond more is refused.
+        let max = Duration::new(i64::MAX as u64 / 1_000_000_000, 854_775_807);
+        assert_eq!(parse("2562047h47m16.854775807s"), Ok(max));
+        assert_eq!(parse("9223372036854775807ns"), Ok(max));
+        for huge in [
+            "9223372036854775808ns",
+            "2562048h",
+            "99999999999999999999h",
+            "99999999999999999999999999999999999999999h",
+            "1000000h1000000h1000000h",
+            // The integer part alone fits a u128 of nanoseconds; its fraction would not.
+            "94522879700260684295381835.999999999999999999h",
+        ] {
+            assert_eq!(
+                parse(huge),
+                Err(DurationError::Overflow(huge.into())),
+                "{huge}"
+            );
+        }
+    }
+
+    #[test]
     fn agrees_with_the_schema_pattern() {
         // Every string the CRD pattern accepts must parse, and the reverse for these samples.
-        let accepted = ["1s", "1h2m3s", "0.5s", "10ms", "7ns"];
+        let accepted = ["0", "1s", "1h2m3s", "0.5s", "10ms", "7ns"];
         for s in accepted {
             assert!(parse(s).is_ok(), "{s}");
         }

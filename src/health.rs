@@ -132,6 +132,15 @@ impl Incident {
     }
 }
 
+impl From<Incident> for crate::api::FleetIncidentKind {
+    fn from(i: Incident) -> Self {
+        match i {
+            Incident::ChainHalted => crate::api::FleetIncidentKind::ChainHalted,
+            Incident::MassStall => crate::api::FleetIncidentKind::MassStall,
+        }
+    }
+}
+
 impl FleetView {
     /// The fleet-wide problem now, if any: a halt, or more than half of the observed
     /// members (at least two) stalled at once.

@@ -115,7 +115,7 @@ pub fn config(args: &ProbeArgs) -> Result<Config, String> {
         None => MonitorPolicySpec::default(),
     };
     if let Some(t) = &args.timeout {
-        policy.probe.timeout = crate::api::Dur::new(t.clone());
+        policy.probe.timeout = crate::api::Timeout::new(t.clone());
     }
     let url = |u: &Option<String>| u.clone().map(HttpUrl);
     let spec = MonitoredValidatorSpec {

@@ -474,7 +474,7 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<Policy, Problems> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AlertRule as SpecRule, SshCommand as SpecSsh};
+    use crate::api::{AlertRule as SpecRule, SshCommand as SpecSsh, Timeout};
 
     fn problems_of(edit: impl FnOnce(&mut MonitorPolicySpec)) -> Vec<String> {
         let mut spec = MonitorPolicySpec::default();
@@ -503,19 +503,19 @@ mod tests {
         let cases: &[(&str, Edit, &str)] = &[
             (
                 "timeout not below interval",
-                |s| s.probe.timeout = Dur::new("30s"),
+                |s| s.probe.timeout = Timeout::new("30s"),
                 "probe.timeout must be shorter than probe.interval",
             ),
             (
                 "zero timeout",
-                |s| s.probe.timeout = Dur::new("0s"),
+                |s| s.probe.timeout = Timeout::new("0s"),
                 "probe.timeout must be greater than zero",
             ),
             (
                 "sub-second interval",
                 |s| {
                     s.probe.interval = Dur::new("500ms");
-                    s.probe.timeout = Dur::new("100ms");
+                    s.probe.timeout = Timeout::new("100ms");
                 },
                 "probe.interval must be at least 1s",
             ),
@@ -523,7 +523,7 @@ mod tests {
                 "timeout above an hour",
                 |s| {
                     s.probe.interval = Dur::new("3h");
-                    s.probe.timeout = Dur::new("2h");
+                    s.probe.timeout = Timeout::new("2h");
                 },
                 "probe.timeout must be at most 1h",
             ),
@@ -602,7 +602,7 @@ mod tests {
                         "r".into(),
                         SpecSsh {
                             argv: vec!["true".into()],
-                            timeout: Dur::new("2h"),
+                            timeout: Timeout::new("2h"),
                         },
                     );
                 },
@@ -651,7 +651,7 @@ mod tests {
                 s.remediation.max_cooldown = Dur::new("720h");
                 s.probe.max_response_bytes = MAX_RESPONSE_BYTES;
                 s.probe.interval = Dur::new("2h");
-                s.probe.timeout = Dur::new("1h");
+                s.probe.timeout = Timeout::new("1h");
             })
             .is_empty()
         );

@@ -271,6 +271,301 @@ fn probe_timeout_is_shorter_than_interval() {
 }
 
 #[test]
+fn zero_timeouts_are_refused() {
+    let (c, ns) = setup("zero");
+    let msg = "must be longer than 0s (a zero timeout fails every attempt)";
+    // `0` alone is Go's spelling of zero; every unit of zero means the same.
+    for zero in ["'0'", "0s", "0ms", "0.0h", "0h0m0s"] {
+        rejected(
+            c,
+            &ns,
+            &policy(&format!("  probe: {{timeout: {zero}}}\n")),
+            "spec.probe.timeout",
+        );
+        rejected(
+            c,
+            &ns,
+            &policy(&format!("  probe: {{timeout: {zero}}}\n")),
+            msg,
+        );
+    }
+    rejected(
+        c,
+        &ns,
+        &policy("  health: {maxProbeLatency: 0s}\n"),
+        "health.maxProbeLatency must be longer than 0s; leave it unset to judge probes by probe.timeout alone",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  health: {maxProbeLatency: '0'}\n"),
+        "health.maxProbeLatency must be longer than 0s",
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  remediation: {sshCommands: {restart: {argv: [reboot], timeout: 0s}}}\n"),
+        msg,
+    );
+    let base =
+        "  chain: substrate\n  endpoints: {rpc: 'http://127.0.0.1:9944'}\n  policyRef: {name: p}\n";
+    rejected(
+        c,
+        &ns,
+        &validator(&format!(
+            "{base}  target:\n    webhook: {{url: 'http://127.0.0.1:1/r', timeout: 0ms}}\n"
+        )),
+        msg,
+    );
+    rejected(
+        c,
+        &ns,
+        &validator(&format!(
+            "{base}  target:\n    ssh: {{host: h, user: u, privateKeySecretRef: {{name: k, key: id}}, hostKey: 'ssh-ed25519 AAAA', connectTimeout: 0s}}\n"
+        )),
+        msg,
+    );
+    rejected(
+        c,
+        &ns,
+        &run(&format!(
+            "  timeout: 0s\n  steps:\n  - {{name: a, template: {JOB}}}\n"
+        )),
+        "spec.timeout must be longer than 0s; leave it unset for no limit",
+    );
+    rejected(
+        c,
+        &ns,
+        &run(&format!(
+            "  stallTimeout: '0'\n  steps:\n  - {{name: a, template: {JOB}}}\n"
+        )),
+        "spec.stallTimeout must be longer than 0s",
+    );
+    rejected(
+        c,
+        &ns,
+        &run(&format!(
+            "  steps:\n  - {{name: a, timeout: 0m, template: {JOB}}}\n"
+        )),
+        "a step timeout must be longer than 0s",
+    );
+    // The smallest positive values, and a zero where it means "at once".
+    apply_ok(
+        c,
+        &ns,
+        &policy("  probe: {timeout: 1ns}\n  health: {maxProbeLatency: 1ms}\n"),
+    );
+    apply_ok(
+        c,
+        &ns,
+        &run(&format!(
+            "  timeout: 1s\n  stallTimeout: 1s\n  archive: {{filesystem: {{path: /a}}, ttlAfterArchive: 0s}}\n  steps:\n  - {{name: a, timeout: 1s, template: {JOB}}}\n"
+        )),
+    );
+}
+
+#[test]
+fn remediation_needs_a_limit_and_counts_of_at_least_one() {
+    let (c, ns) = setup("remlimits");
+    let msg = "remediation.cooldown and remediation.window cannot both be 0: nothing would limit how often a node is restarted";
+    rejected(
+        c,
+        &ns,
+        &policy("  remediation: {cooldown: 0s, window: '0'}\n"),
+        msg,
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  remediation: {cooldown: 0ms, window: 0h, maxCooldown: 0s}\n"),
+        msg,
+    );
+    for field in ["maxAttempts", "maxConcurrent", "escalateAfter"] {
+        rejected(
+            c,
+            &ns,
+            &policy(&format!("  remediation: {{{field}: 0}}\n")),
+            &format!(
+                "remediation.{field} must be at least 1; to stop remediation use action: none or suspend: true"
+            ),
+        );
+    }
+    // Either limit alone is enough.
+    apply_ok(
+        c,
+        &ns,
+        &policy(
+            "  remediation: {cooldown: 0s, window: 1h, maxAttempts: 1, maxConcurrent: 1, escalateAfter: 1}\n",
+        ),
+    );
+    apply_ok(
+        c,
+        &ns,
+        &policy("  remediation: {cooldown: 1s, window: 0s}\n"),
+    );
+}
+
+#[test]
+fn durations_are_bounded() {
+    let (c, ns) = setup("bounds");
+    let month = "must be at most 720h (30 days)";
+    let hour = "must be at most 1h";
+    let year = "must be at most 8760h (365 days)";
+    rejected(c, &ns, &policy("  health: {maxBlockStall: 721h}\n"), month);
+    rejected(
+        c,
+        &ns,
+        &policy("  remediation: {cooldown: 2592001s}\n"),
+        month,
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  alerts: {rules: [{channels: [x], repeatInterval: 720h1ns}]}\n"),
+        month,
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  probe: {interval: 2h, timeout: 1h1s}\n"),
+        hour,
+    );
+    rejected(
+        c,
+        &ns,
+        &policy("  remediation: {sshCommands: {restart: {argv: [reboot], timeout: 61m}}}\n"),
+        hour,
+    );
+    let base =
+        "  chain: substrate\n  endpoints: {rpc: 'http://127.0.0.1:9944'}\n  policyRef: {name: p}\n";
+    rejected(
+        c,
+        &ns,
+        &validator(&format!(
+            "{base}  target:\n    webhook: {{url: 'http://127.0.0.1:1/r', timeout: 3601s}}\n"
+        )),
+        hour,
+    );
+    rejected(
+        c,
+        &ns,
+        &validator(&format!(
+            "{base}  target:\n    ssh: {{host: h, user: u, privateKeySecretRef: {{name: k, key: id}}, hostKey: 'ssh-ed25519 AAAA', connectTimeout: 2h}}\n"
+        )),
+        hour,
+    );
+    rejected(
+        c,
+        &ns,
+        &run(&format!(
+            "  stallTimeout: 8761h\n  steps:\n  - {{name: a, template: {JOB}}}\n"
+        )),
+        year,
+    );
+    rejected(
+        c,
+        &ns,
+        &run(&format!(
+            "  steps:\n  - {{name: a, timeout: 366h8400h, template: {JOB}}}\n"
+        )),
+        year,
+    );
+    // The boundaries themselves are accepted, in any unit.
+    apply_ok(
+        c,
+        &ns,
+        &policy(
+            "  probe: {interval: 720h, timeout: 1h}\n  health: {maxBlockStall: 43200m, maxProbeLatency: 3600s}\n  remediation:\n    window: 2592000s\n    cooldown: 720h\n    maxCooldown: 720h\n    healthyResetAfter: 2592000000ms\n    sshCommands: {restart: {argv: [reboot], timeout: 60m}}\n  alerts: {channels: [{name: x, webhook: {url: 'http://127.0.0.1:1/n'}}], rules: [{channels: [x], repeatInterval: 2592000000000000ns}]}\n",
+        ),
+    );
+    apply_ok(
+        c,
+        &ns,
+        &validator(&format!(
+            "{base}  target:\n    webhook: {{url: 'http://127.0.0.1:1/r', timeout: 1h}}\n"
+        )),
+    );
+    apply_ok(
+        c,
+        &ns,
+        &run(&format!(
+            "  timeout: 8760h\n  stallTimeout: 31536000s\n  archive: {{filesystem: {{path: /a}}, ttlAfterArchive: 525600m}}\n  steps:\n  - {{name: a, timeout: 31536000000ms, template: {JOB}}}\n"
+        )),
+    );
+}
+
+#[test]
+fn huge_durations_are_refused_without_overflow() {
+    let (c, ns) = setup("huge");
+    // Past Go's 2^63 nanoseconds CEL's duration() cannot read a value: a rule calling it says
+    // "type conversion error from 'string' to 'google.protobuf.Duration' evaluating rule".
+    // The schema must instead say, for people, what is wrong.
+    let huge = "99999999999999999999h";
+    let cases = [
+        (
+            policy(&format!("  probe: {{interval: {huge}}}\n")),
+            "spec.probe.interval",
+            "must be at most 720h (30 days)",
+        ),
+        (
+            policy(&format!("  probe: {{timeout: {huge}}}\n")),
+            "spec.probe.timeout",
+            "must be at most 1h",
+        ),
+        (
+            policy("  remediation: {cooldown: 2562048h, window: 1000000h1000000h1000000h}\n"),
+            "spec.remediation.cooldown",
+            "must be at most 720h (30 days)",
+        ),
+        (
+            policy(&format!("  health: {{maxProbeLatency: {huge}}}\n")),
+            "spec.health.maxProbeLatency",
+            "must be at most 720h (30 days)",
+        ),
+        (
+            run(&format!(
+                "  timeout: {huge}\n  steps:\n  - {{name: a, timeout: 9223372036854775808ns, template: {JOB}}}\n"
+            )),
+            "spec.timeout",
+            "must be at most 8760h (365 days)",
+        ),
+    ];
+    for (yaml, field, msg) in cases {
+        let out = apply(c, &ns, &yaml);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted:\n{yaml}");
+        assert!(err.contains(&format!("{field}: Invalid value")), "{err}");
+        assert!(err.contains(msg), "{err}");
+        assert!(
+            !err.contains("evaluating rule") && !err.contains("type conversion error"),
+            "an evaluation error leaked:\n{err}"
+        );
+    }
+    // Longer than any sane duration: refused by its length, before any rule reads it.
+    rejected(
+        c,
+        &ns,
+        &policy(&format!(
+            "  remediation: {{window: '{}s'}}\n",
+            "9".repeat(80)
+        )),
+        "spec.remediation.window",
+    );
+}
+
+#[test]
+fn response_bodies_are_capped_at_8_mib() {
+    let (c, ns) = setup("bodies");
+    rejected(
+        c,
+        &ns,
+        &policy("  probe: {maxResponseBytes: 8388609}\n"),
+        "should be less than or equal to 8388608",
+    );
+    apply_ok(c, &ns, &policy("  probe: {maxResponseBytes: 8388608}\n"));
+}
+
+#[test]
 fn budgets_and_thresholds_are_not_negative() {
     let (c, ns) = setup("budgets");
     rejected(

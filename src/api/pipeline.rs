@@ -1,6 +1,6 @@
 //! `PipelineRun`: a multi-step run whose steps are Kubernetes Jobs, archived when done.
 
-use super::{Condition, Dur, HttpUrl, PolicyRef};
+use super::{Condition, HttpUrl, LongDur, PolicyRef, cel_duration_is, cel_rule, push_rules};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -55,16 +55,18 @@ use serde::{Deserialize, Serialize};
         "message": "a step cannot run after itself"
     }
 ]))]
+#[schemars(transform = run_rules)]
 pub struct PipelineRunSpec {
     /// The steps; each runs as one Job once every step in its `runAfter` has succeeded.
     #[schemars(length(min = 1, max = 64))]
     pub steps: Vec<Step>,
-    /// Longest the whole run may take; unset means no limit.
+    /// Longest the whole run may take (more than 0s, at most 8760h); unset means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Dur>,
-    /// Longest time without any step progress before the run is marked `Stalled`.
+    pub timeout: Option<LongDur>,
+    /// Longest time without any step progress before the run is marked `Stalled` (more
+    /// than 0s, at most 8760h).
     #[serde(default = "d30m")]
-    pub stall_timeout: Dur,
+    pub stall_timeout: LongDur,
     /// Set to true to stop the run: running Jobs are deleted, the run ends `Cancelled`.
     #[serde(default)]
     pub cancel: bool,
@@ -76,9 +78,31 @@ pub struct PipelineRunSpec {
     pub archive: Option<ArchiveSpec>,
 }
 
+/// A zero run timeout or stall timeout would end every run at once: only a mistake. (Zero
+/// is fine for `ttlAfterArchive`: delete as soon as the archive is verified.)
+fn run_rules(schema: &mut Schema) {
+    push_rules(
+        schema,
+        [
+            cel_rule(
+                format!(
+                    "!has(self.timeout) || {}",
+                    cel_duration_is("self.timeout", "> duration('0s')")
+                ),
+                "spec.timeout must be longer than 0s; leave it unset for no limit",
+            ),
+            cel_rule(
+                cel_duration_is("self.stallTimeout", "> duration('0s')"),
+                "spec.stallTimeout must be longer than 0s",
+            ),
+        ],
+    );
+}
+
 /// One step of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = step_rules)]
 pub struct Step {
     /// Step name, unique in the run (a DNS label: it becomes part of the Job name).
     #[schemars(
@@ -93,9 +117,23 @@ pub struct Step {
     /// The Job to run: a batch/v1 JobSpec (`template`, `backoffLimit`, ...). Checked when
     /// the Job is created; problems are reported on the step.
     pub template: JobTemplate,
-    /// Longest this step may run; unset means only the run's limits apply.
+    /// Longest this step may run (more than 0s, at most 8760h); unset means only the run's
+    /// limits apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Dur>,
+    pub timeout: Option<LongDur>,
+}
+
+fn step_rules(schema: &mut Schema) {
+    push_rules(
+        schema,
+        [cel_rule(
+            format!(
+                "!has(self.timeout) || {}",
+                cel_duration_is("self.timeout", "> duration('0s')")
+            ),
+            "a step timeout must be longer than 0s; leave it unset for only the run's limits",
+        )],
+    );
 }
 
 /// A batch/v1 JobSpec kept as raw JSON so that one malformed template is reported on its run
@@ -150,9 +188,10 @@ pub struct ArchiveSpec {
     /// Delete the run's Jobs (and their pods) once the archive was read back and verified.
     #[serde(default)]
     pub delete_jobs_after_archive: bool,
-    /// Delete the PipelineRun itself this long after a verified archive; unset keeps it.
+    /// Delete the PipelineRun itself this long after a verified archive (at most 8760h; 0
+    /// deletes it at once); unset keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl_after_archive: Option<Dur>,
+    pub ttl_after_archive: Option<LongDur>,
 }
 
 /// An S3-compatible bucket.
@@ -258,8 +297,9 @@ pub struct PipelineRunStatus {
 pub struct StepStatus {
     /// Step name.
     pub name: String,
-    /// `Pending`, `Running`, `Succeeded`, `Failed`, `Skipped` or `Cancelled`.
-    pub phase: String,
+    /// Where the step is: `Pending`, `Running`, `Succeeded`, `Failed`, `TimedOut`, `Skipped`
+    /// or `Cancelled`.
+    pub phase: StepPhase,
     /// Name of the step's Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
@@ -277,6 +317,26 @@ pub struct StepStatus {
     pub message: String,
 }
 
+/// Where a step is. A step runs as one Job once every step in its `runAfter` succeeded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum StepPhase {
+    /// Not started: waiting for the steps in its `runAfter`.
+    #[default]
+    Pending,
+    /// Its Job exists and has not finished.
+    Running,
+    /// Its Job completed.
+    Succeeded,
+    /// Its Job failed.
+    Failed,
+    /// It ran longer than its own or the run's timeout; its Job was stopped.
+    TimedOut,
+    /// Never started: a step it depends on did not succeed, or the run failed first.
+    Skipped,
+    /// The run was cancelled (`spec.cancel`) before the step finished.
+    Cancelled,
+}
+
 /// Where the archive went and how it was verified.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -292,8 +352,8 @@ pub struct ArchiveStatus {
     pub verified_time: Option<Time>,
 }
 
-fn d30m() -> Dur {
-    Dur::new("30m")
+fn d30m() -> LongDur {
+    LongDur::new("30m")
 }
 fn yes() -> bool {
     true

@@ -1,9 +1,12 @@
 //! `MonitorPolicy`: how a set of validators (and pipeline runs) is judged and handled.
 
-use super::{Condition, Dur, HttpUrl, SecretKeyRef};
+use super::{
+    Condition, Dur, HttpUrl, SecretKeyRef, Timeout, cel_duration_is, cel_readable, cel_rule,
+    push_rules,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -58,23 +61,14 @@ pub struct MonitorPolicySpec {
 /// How validators are probed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {
-        "rule": "!self.interval.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.interval) >= duration('1s')",
-        "message": "probe.interval must be at least 1s"
-    },
-    {
-        "rule": "!self.interval.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.timeout.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.timeout) < duration(self.interval)",
-        "message": "probe.timeout must be shorter than probe.interval"
-    }
-]))]
+#[schemars(transform = probe_rules)]
 pub struct ProbeSpec {
     /// Time between two probes of the same validator (at least 1s).
     #[serde(default = "d30s")]
     pub interval: Dur,
-    /// How long one probe may take; must be shorter than the interval.
+    /// How long one probe may take: more than 0s, at most 1h, and shorter than the interval.
     #[serde(default = "d5s")]
-    pub timeout: Dur,
+    pub timeout: Timeout,
     /// Consecutive bad probes before a validator is reported unhealthy.
     #[serde(default = "three")]
     #[schemars(range(min = 1, max = 1000))]
@@ -83,10 +77,33 @@ pub struct ProbeSpec {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 1000))]
     pub success_threshold: u32,
-    /// Largest response body read from a node, in bytes; longer bodies fail the probe.
+    /// Largest response body read from a node, in bytes (1 KiB to 8 MiB); longer bodies fail
+    /// the probe.
     #[serde(default = "one_mib")]
-    #[schemars(range(min = 1024, max = 67108864))]
+    #[schemars(range(min = 1024, max = 8388608))]
     pub max_response_bytes: u64,
+}
+
+/// The cross-field rules of `probe`. Each guards `duration()` with [`cel_readable`]: a value
+/// it cannot read is reported by the field's own rules, not as an evaluation error here.
+fn probe_rules(schema: &mut Schema) {
+    push_rules(
+        schema,
+        [
+            cel_rule(
+                cel_duration_is("self.interval", ">= duration('1s')"),
+                "probe.interval must be at least 1s",
+            ),
+            cel_rule(
+                format!(
+                    "!({}) || !({}) || duration(self.timeout) < duration(self.interval)",
+                    cel_readable("self.interval"),
+                    cel_readable("self.timeout")
+                ),
+                "probe.timeout must be shorter than probe.interval",
+            ),
+        ],
+    );
 }
 
 impl Default for ProbeSpec {
@@ -104,6 +121,7 @@ impl Default for ProbeSpec {
 /// What counts as healthy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = health_rules)]
 pub struct HealthSpec {
     /// Fewest connected peers that count as healthy.
     #[serde(default = "one")]
@@ -118,9 +136,23 @@ pub struct HealthSpec {
     /// of the same chain (the fleet) before `Synced` turns false.
     #[serde(default = "fifty")]
     pub max_blocks_behind: u64,
-    /// Slowest acceptable probe; slower probes count as failures. Unset: only the timeout counts.
+    /// Slowest acceptable probe (more than 0s); slower probes count as failures. Unset: only
+    /// the timeout counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_probe_latency: Option<Dur>,
+}
+
+fn health_rules(schema: &mut Schema) {
+    push_rules(
+        schema,
+        [cel_rule(
+            format!(
+                "!has(self.maxProbeLatency) || {}",
+                cel_duration_is("self.maxProbeLatency", "> duration('0s')")
+            ),
+            "health.maxProbeLatency must be longer than 0s; leave it unset to judge probes by probe.timeout alone",
+        )],
+    );
 }
 
 impl Default for HealthSpec {
@@ -144,6 +176,7 @@ impl Default for HealthSpec {
         "message": "remediation.action 'ssh' needs sshCommand naming an entry of sshCommands"
     }
 ]))]
+#[schemars(transform = remediation_rules)]
 pub struct RemediationSpec {
     /// Master switch for automatic remediation under this policy.
     #[serde(default = "yes")]
@@ -159,10 +192,10 @@ pub struct RemediationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub ssh_command: Option<String>,
-    /// Most attempts per window before Vigil escalates instead.
+    /// Most attempts per window before Vigil escalates instead (at least 1).
     #[serde(default = "three")]
     pub max_attempts: u32,
-    /// The window `maxAttempts` counts over.
+    /// The window `maxAttempts` counts over. It and `cooldown` cannot both be 0.
     #[serde(default = "d1h")]
     pub window: Dur,
     /// Wait after an attempt before the next one; doubles with each further attempt.
@@ -174,16 +207,46 @@ pub struct RemediationSpec {
     /// Healthy time after which the attempt count is reset.
     #[serde(default = "d10m")]
     pub healthy_reset_after: Dur,
-    /// Most remediations in progress at once under this policy.
+    /// Most remediations in progress at once under this policy (at least 1).
     #[serde(default = "one")]
     pub max_concurrent: u32,
     /// Storm guard: when more than this share of the fleet is unhealthy, restart nothing.
     #[serde(default = "fifty_percent")]
     #[schemars(regex(pattern = r"^([0-9]|[1-9][0-9]|100)%$"))]
     pub max_unhealthy: String,
-    /// Escalate (and stop acting) after this many consecutive failed remediations.
+    /// Escalate (and stop acting) after this many consecutive failed remediations (at least 1).
     #[serde(default = "five")]
     pub escalate_after: u32,
+}
+
+/// The rules of `remediation` beyond the field types: settings that can only be mistakes.
+fn remediation_rules(schema: &mut Schema) {
+    // Zero would mean "never act" (or, for escalateAfter, "escalate before acting"): a person
+    // who wants that has switches that say so.
+    let at_least_one = |field: &str| {
+        cel_rule(
+            format!("self.{field} >= 1"),
+            &format!(
+                "remediation.{field} must be at least 1; to stop remediation use action: none or suspend: true"
+            ),
+        )
+    };
+    push_rules(
+        schema,
+        [
+            cel_rule(
+                format!(
+                    "({}) || ({})",
+                    cel_duration_is("self.cooldown", "> duration('0s')"),
+                    cel_duration_is("self.window", "> duration('0s')")
+                ),
+                "remediation.cooldown and remediation.window cannot both be 0: nothing would limit how often a node is restarted",
+            ),
+            at_least_one("maxAttempts"),
+            at_least_one("maxConcurrent"),
+            at_least_one("escalateAfter"),
+        ],
+    );
 }
 
 impl Default for RemediationSpec {
@@ -216,9 +279,9 @@ pub struct SshCommand {
     /// stays one quoted argument, so no value reaches the shell unquoted.
     #[schemars(length(min = 1, max = 64))]
     pub argv: Vec<String>,
-    /// How long the command may run.
-    #[serde(default = "d60s")]
-    pub timeout: Dur,
+    /// How long the command may run (more than 0s, at most 1h).
+    #[serde(default = "d60s_timeout")]
+    pub timeout: Timeout,
 }
 
 /// What a restart means.
@@ -595,13 +658,14 @@ pub struct AdvisorSpend {
 }
 
 /// A problem of the whole fleet of one chain rather than of one node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FleetIncident {
     /// The chain concerned.
     pub chain: String,
-    /// `ChainHalted` (no new blocks anywhere) or `FinalityStalled`.
-    pub kind: String,
+    /// `ChainHalted` (no validator of the chain sees new blocks) or `MassStall` (most of them
+    /// stopped advancing at once while a few still move: a common cause, not a fault of each).
+    pub kind: FleetIncidentKind,
     /// When it was first seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,
@@ -619,11 +683,34 @@ pub struct FleetIncident {
     pub message: String,
 }
 
+/// Kinds of fleet-wide incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum FleetIncidentKind {
+    /// No validator of the chain sees new blocks: the chain halted.
+    ChainHalted,
+    /// Most validators stopped advancing at once while a few still move: a common cause (a
+    /// bad release, a partition), not a fault of each node.
+    MassStall,
+}
+
+impl FleetIncidentKind {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FleetIncidentKind::ChainHalted => "ChainHalted",
+            FleetIncidentKind::MassStall => "MassStall",
+        }
+    }
+}
+
 fn d30s() -> Dur {
     Dur::new("30s")
 }
-fn d5s() -> Dur {
-    Dur::new("5s")
+fn d5s() -> Timeout {
+    Timeout::new("5s")
+}
+fn d60s_timeout() -> Timeout {
+    Timeout::new("60s")
 }
 fn d60s() -> Dur {
     Dur::new("60s")

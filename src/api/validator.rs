@@ -1,6 +1,6 @@
 //! `MonitoredValidator`: one node to watch, and how to act on it.
 
-use super::{Condition, Dur, HttpUrl, PolicyRef, SecretKeyRef};
+use super::{AdvisorProvider, Condition, HttpUrl, PolicyRef, SecretKeyRef, Severity, Timeout};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -208,16 +208,16 @@ pub struct SshTarget {
     #[serde(default)]
     #[schemars(length(max = 16384))]
     pub host_key: String,
-    /// How long to wait for the connection and handshake.
+    /// How long to wait for the connection and handshake (more than 0s, at most 1h).
     #[serde(default = "default_ssh_connect_timeout")]
-    pub connect_timeout: Dur,
+    pub connect_timeout: Timeout,
 }
 
 fn default_ssh_port() -> u16 {
     22
 }
-fn default_ssh_connect_timeout() -> Dur {
-    Dur::new("10s")
+fn default_ssh_connect_timeout() -> Timeout {
+    Timeout::new("10s")
 }
 
 /// An HTTP endpoint that performs the restart when POSTed to.
@@ -229,13 +229,14 @@ pub struct WebhookTarget {
     /// Secret key whose value signs the body (HMAC-SHA256, header `X-Vigil-Signature`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_secret_ref: Option<SecretKeyRef>,
-    /// How long to wait for the answer; a 2xx answer in time means done.
+    /// How long to wait for the answer (more than 0s, at most 1h); a 2xx answer in time
+    /// means done.
     #[serde(default = "default_webhook_timeout")]
-    pub timeout: Dur,
+    pub timeout: Timeout,
 }
 
-fn default_webhook_timeout() -> Dur {
-    Dur::new("10s")
+fn default_webhook_timeout() -> Timeout {
+    Timeout::new("10s")
 }
 
 /// What Vigil observed of the node, and what it did about it.
@@ -378,7 +379,7 @@ pub struct RemediationRecord {
     /// `Blocked` (refused by a PodDisruptionBudget; retried, not counted), `DryRun`, or
     /// `Interrupted` (Vigil stopped while it ran; never repeated).
     #[serde(default)]
-    pub result: String,
+    pub result: RemediationResult,
     /// What happened, for people.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -388,6 +389,38 @@ pub struct RemediationRecord {
     /// Whether the node was healthy again afterwards; unset until that is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
+}
+
+/// How a remediation action ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RemediationResult {
+    /// Decided and recorded; the result is not known yet.
+    #[default]
+    InFlight,
+    /// Done (the API accepted it, the command exited 0, the webhook answered 2xx).
+    Succeeded,
+    /// It failed; counts as a failed attempt.
+    Failed,
+    /// Refused by a PodDisruptionBudget; retried, not counted as an attempt.
+    Blocked,
+    /// Dry-run: decided and recorded, nothing done.
+    DryRun,
+    /// Vigil stopped while it ran; never repeated.
+    Interrupted,
+}
+
+impl RemediationResult {
+    /// The API spelling (also a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemediationResult::InFlight => "InFlight",
+            RemediationResult::Succeeded => "Succeeded",
+            RemediationResult::Failed => "Failed",
+            RemediationResult::Blocked => "Blocked",
+            RemediationResult::DryRun => "DryRun",
+            RemediationResult::Interrupted => "Interrupted",
+        }
+    }
 }
 
 /// The last diagnosis from the advisor.
@@ -400,9 +433,9 @@ pub struct AdviceRecord {
     /// Fingerprint of the symptoms the advice answered (same symptoms, no new call).
     #[serde(default)]
     pub fingerprint: String,
-    /// `rules`, `anthropic` or `openai`.
+    /// The advisor that answered: `rules`, `anthropic` or `openai`.
     #[serde(default)]
-    pub provider: String,
+    pub provider: AdvisorProvider,
     /// Model that answered.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub model: String,
@@ -421,9 +454,22 @@ pub struct AdviceRecord {
     /// Output tokens spent.
     #[serde(default)]
     pub output_tokens: u64,
-    /// Whether the node recovered afterwards: `Pending`, `Recovered` or `NotRecovered`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub outcome: String,
+    /// Whether the node recovered afterwards: `Pending` (not known yet), `Recovered` or
+    /// `NotRecovered`.
+    #[serde(default)]
+    pub outcome: AdviceOutcome,
+}
+
+/// Whether a node recovered after advice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AdviceOutcome {
+    /// Not known yet.
+    #[default]
+    Pending,
+    /// The node was healthy again afterwards.
+    Recovered,
+    /// The node stayed unhealthy.
+    NotRecovered,
 }
 
 /// State of one alert for this object, so that repeats and resolves survive restarts.
@@ -432,9 +478,9 @@ pub struct AdviceRecord {
 pub struct AlertRecord {
     /// What the alert is about (e.g. the condition type).
     pub key: String,
-    /// `info`, `warning` or `critical`.
+    /// How urgent it is: `info`, `warning` or `critical`.
     #[serde(default)]
-    pub severity: String,
+    pub severity: Severity,
     /// When the problem started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firing_since: Option<Time>,

@@ -2,7 +2,7 @@
 //! templates, policy) and publishes a first honest `Succeeded` condition.
 
 use super::{Ctx, Error, tell_change};
-use crate::api::{PipelineRun, PipelineRunStatus, StepStatus};
+use crate::api::{PipelineRun, PipelineRunStatus, StepPhase, StepStatus};
 use crate::conditions::{self, Desired, Status, kind, reason};
 use crate::controller::validator::{PolicyState, policy_state};
 use crate::pipeline::dag;
@@ -92,7 +92,7 @@ async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> 
             .iter()
             .map(|s| StepStatus {
                 name: s.name.clone(),
-                phase: "Pending".into(),
+                phase: StepPhase::Pending,
                 ..Default::default()
             })
             .collect();
@@ -100,7 +100,7 @@ async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> 
     let done = status
         .steps
         .iter()
-        .filter(|s| s.phase == "Succeeded")
+        .filter(|s| s.phase == StepPhase::Succeeded)
         .count();
     status.progress = Some(format!("{done}/{}", run.spec.steps.len()));
     let change = conditions::set(

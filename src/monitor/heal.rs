@@ -213,7 +213,7 @@ impl Monitor {
         };
         self.metrics
             .remediations
-            .with_label_values(&[action.as_str(), outcome.result()])
+            .with_label_values(&[action.as_str(), outcome.result().as_str()])
             .inc();
         let now = Timestamp::now();
         let (transitions, n) = {

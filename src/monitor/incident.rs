@@ -83,7 +83,7 @@ pub fn incident_record(
             };
             Some(FleetIncident {
                 chain: chain.into(),
-                kind: k.as_str().into(),
+                kind: k.into(),
                 since: Some(Time(now)),
                 ended: None,
                 affected,
@@ -170,8 +170,8 @@ mod tests {
         let open = incident_record("substrate", Some(Incident::MassStall), None, &view(6), t0)
             .expect("a new incident");
         assert_eq!(
-            (open.kind.as_str(), open.affected, open.total),
-            ("MassStall", 6, 10)
+            (open.kind, open.affected, open.total),
+            (crate::api::FleetIncidentKind::MassStall, 6, 10)
         );
         assert!(open.message.contains("6 of 10"), "{}", open.message);
         assert!(open.ended.is_none());

@@ -17,7 +17,7 @@
 //! A manual restart (`vigil.dev/restart=<token>`) skips 3 to 6 — a person decided — but never
 //! the kill switches, an unknown in-flight action, or dry-run recording.
 
-use crate::api::{RemediationAction, RemediationRecord, RemediationStatus};
+use crate::api::{RemediationAction, RemediationRecord, RemediationResult, RemediationStatus};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
@@ -314,7 +314,11 @@ pub fn decide(
 /// The last record, if it is an issued action whose effect has not been judged yet.
 fn unjudged(state: &RemediationStatus) -> Option<&RemediationRecord> {
     state.history.last().filter(|r| {
-        r.recovered.is_none() && matches!(r.result.as_str(), "Succeeded" | "Interrupted")
+        r.recovered.is_none()
+            && matches!(
+                r.result,
+                RemediationResult::Succeeded | RemediationResult::Interrupted
+            )
     })
 }
 
@@ -332,7 +336,10 @@ pub fn begin(
     // An attempt that ends without recovery (cooldown passed) counts as failed.
     if let Some(last) = s.history.last_mut()
         && last.recovered.is_none()
-        && matches!(last.result.as_str(), "Succeeded" | "Interrupted")
+        && matches!(
+            last.result,
+            RemediationResult::Succeeded | RemediationResult::Interrupted
+        )
     {
         last.recovered = Some(false);
         s.failed_attempts += 1;
@@ -354,7 +361,7 @@ pub fn begin(
         token: token.to_string(),
         action,
         time: Some(Time(now)),
-        result: "InFlight".into(),
+        result: RemediationResult::InFlight,
         message: String::new(),
         trigger: trigger.as_str().into(),
         recovered: None,
@@ -382,13 +389,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The `result` spelling of the record.
-    pub fn result(&self) -> &'static str {
+    /// The `result` of the record.
+    pub fn result(&self) -> RemediationResult {
         match self {
-            Outcome::Succeeded(_) => "Succeeded",
-            Outcome::Failed(_) => "Failed",
-            Outcome::Blocked { .. } => "Blocked",
-            Outcome::DryRun(_) => "DryRun",
+            Outcome::Succeeded(_) => RemediationResult::Succeeded,
+            Outcome::Failed(_) => RemediationResult::Failed,
+            Outcome::Blocked { .. } => RemediationResult::Blocked,
+            Outcome::DryRun(_) => RemediationResult::DryRun,
         }
     }
 
@@ -407,7 +414,7 @@ pub fn finish(state: &RemediationStatus, outcome: &Outcome, now: Timestamp) -> R
     let Some(mut record) = s.in_flight.take() else {
         return s;
     };
-    record.result = outcome.result().into();
+    record.result = outcome.result();
     record.message = truncate(outcome.message(), 512);
     match outcome {
         Outcome::Failed(_) => {
@@ -433,7 +440,7 @@ pub fn finish(state: &RemediationStatus, outcome: &Outcome, now: Timestamp) -> R
 pub fn interrupted(state: &RemediationStatus) -> Option<RemediationStatus> {
     let mut s = state.clone();
     let mut record = s.in_flight.take()?;
-    record.result = "Interrupted".into();
+    record.result = RemediationResult::Interrupted;
     record.message =
         "Vigil stopped while this action ran; it is not repeated, its cooldown stands".into();
     s.history.push(record);
@@ -452,7 +459,10 @@ pub fn healthy(
     let mut s = state.clone();
     if let Some(last) = s.history.last_mut()
         && last.recovered.is_none()
-        && matches!(last.result.as_str(), "Succeeded" | "Interrupted")
+        && matches!(
+            last.result,
+            RemediationResult::Succeeded | RemediationResult::Interrupted
+        )
     {
         last.recovered = Some(true);
         s.failed_attempts = 0;
@@ -657,7 +667,10 @@ mod tests {
         );
         let after_crash = interrupted(&begun).unwrap();
         assert!(after_crash.in_flight.is_none());
-        assert_eq!(after_crash.history.last().unwrap().result, "Interrupted");
+        assert_eq!(
+            after_crash.history.last().unwrap().result,
+            RemediationResult::Interrupted
+        );
         assert!(matches!(
             decide(&r, &sick(), &fleet(), &after_crash, None, at(30)),
             Decision::Hold(Hold::Cooldown(_))
@@ -731,7 +744,7 @@ mod tests {
             (s.attempts_in_window, s.total_actions, s.failed_attempts),
             (0, 0, 0)
         );
-        assert_eq!(s.history.last().unwrap().result, "Blocked");
+        assert_eq!(s.history.last().unwrap().result, RemediationResult::Blocked);
         assert!(matches!(
             decide(&r, &sick(), &fleet(), &s, None, at(5)),
             Decision::Hold(Hold::Cooldown(_))

@@ -297,7 +297,7 @@ async fn secret(deps: &Deps, ns: &str, r: &SecretKeyRef) -> Result<Vec<u8>, Acti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Dur, HttpUrl, SshTarget as SpecSsh, WebhookTarget as SpecHook};
+    use crate::api::{HttpUrl, SshTarget as SpecSsh, Timeout, WebhookTarget as SpecHook};
 
     fn spec_hook(timeout: &str) -> api::Target {
         api::Target {
@@ -306,7 +306,7 @@ mod tests {
             webhook: Some(SpecHook {
                 url: HttpUrl("http://127.0.0.1:1/restart".into()),
                 signing_secret_ref: None,
-                timeout: Dur::new(timeout),
+                timeout: Timeout::new(timeout),
             }),
         }
     }
@@ -339,7 +339,7 @@ mod tests {
                     key: "id".into(),
                 },
                 host_key: "ssh-ed25519 AAAA".into(),
-                connect_timeout: Dur::new("3 s"),
+                connect_timeout: Timeout::new("3 s"),
             }),
         };
         assert!(
@@ -371,6 +371,6 @@ mod tests {
             retry: Duration::from_secs(5),
         })
         .into();
-        assert_eq!(blocked.result(), "Blocked");
+        assert_eq!(blocked.result(), crate::api::RemediationResult::Blocked);
     }
 }

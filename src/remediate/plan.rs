@@ -418,7 +418,7 @@ pub fn outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Condition, RemediationAction, RemediationRecord};
+    use crate::api::{Condition, RemediationAction, RemediationRecord, RemediationResult};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use std::time::Duration;
 
@@ -512,12 +512,12 @@ mod tests {
         s
     }
 
-    fn record(result: &str, recovered: Option<bool>) -> RemediationRecord {
+    fn record(result: RemediationResult, recovered: Option<bool>) -> RemediationRecord {
         RemediationRecord {
             token: "t".into(),
             action: "evictPod".into(),
             time: Some(Time(at(0))),
-            result: result.into(),
+            result,
             message: String::new(),
             trigger: "policy".into(),
             recovered,
@@ -548,7 +548,7 @@ mod tests {
             window_start: Some(Time(at(900))),
             total_actions: 1,
             cooldown_until: Some(Time(at(1060))),
-            history: vec![record("Succeeded", None)],
+            history: vec![record(RemediationResult::Succeeded, None)],
             ..Default::default()
         };
         let used_up = RemediationStatus {
@@ -556,7 +556,7 @@ mod tests {
             window_start: Some(Time(at(500))),
             total_actions: 3,
             cooldown_until: Some(Time(at(900))),
-            history: vec![record("Succeeded", None)],
+            history: vec![record(RemediationResult::Succeeded, None)],
             ..Default::default()
         };
         let failing = RemediationStatus {
@@ -565,7 +565,7 @@ mod tests {
             total_actions: 5,
             failed_attempts: 5,
             cooldown_until: Some(Time(at(950))),
-            history: vec![record("Failed", Some(false))],
+            history: vec![record(RemediationResult::Failed, Some(false))],
             ..Default::default()
         };
         let old_window = RemediationStatus {
@@ -573,11 +573,11 @@ mod tests {
             window_start: Some(Time(at(-5000))),
             total_actions: 3,
             cooldown_until: Some(Time(at(-4000))),
-            history: vec![record("Succeeded", Some(false))],
+            history: vec![record(RemediationResult::Succeeded, Some(false))],
             ..Default::default()
         };
         let in_flight = RemediationStatus {
-            in_flight: Some(record("InFlight", None)),
+            in_flight: Some(record(RemediationResult::InFlight, None)),
             attempts_in_window: 1,
             window_start: Some(Time(at(990))),
             total_actions: 1,
@@ -613,7 +613,7 @@ mod tests {
                     with_rem(
                         status("False"),
                         RemediationStatus {
-                            history: vec![record("Failed", Some(false))],
+                            history: vec![record(RemediationResult::Failed, Some(false))],
                             ..cooling.clone()
                         },
                     ),
@@ -767,7 +767,7 @@ mod tests {
             window_start: Some(Time(at(0))),
             total_actions: 2,
             failed_attempts: 1,
-            history: vec![record("Succeeded", None)],
+            history: vec![record(RemediationResult::Succeeded, None)],
             ..Default::default()
         };
         let mut s = with_rem(status("True"), rem);
@@ -852,7 +852,7 @@ mod tests {
         let mut s = with_rem(
             status("False"),
             RemediationStatus {
-                in_flight: Some(record("InFlight", None)),
+                in_flight: Some(record(RemediationResult::InFlight, None)),
                 attempts_in_window: 1,
                 total_actions: 1,
                 ..Default::default()
