@@ -150,7 +150,7 @@ impl StatusWriter {
     }
 
     /// Reads one object, within [`WRITE_TIMEOUT`] (to refresh a stale view after a
-    /// conflict).
+    /// conflict, or to look up what a decision needs).
     pub async fn read<K>(&self, ns: &str, name: &str) -> Result<Option<K>, WriteError>
     where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>

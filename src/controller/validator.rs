@@ -10,7 +10,7 @@ use crate::policy::Policy;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use std::sync::Arc;
 
 /// The kind name used in metrics and logs.
@@ -70,9 +70,12 @@ pub async fn lookup_policy(
     let policy = match ctx.policies.get(&key) {
         Some(p) => Some(p.0.clone().map_err(|e| e.error)),
         None => {
-            let api: Api<DeserializeGuard<MonitorPolicy>> =
-                Api::namespaced(ctx.client.clone(), namespace);
-            api.get_opt(name).await?.map(|p| p.0.map_err(|e| e.error))
+            // Bounded like every other call (a stalled read must not hang the reconcile).
+            let p = ctx
+                .writer
+                .read::<DeserializeGuard<MonitorPolicy>>(namespace, name)
+                .await?;
+            p.map(|p| p.0.map_err(|e| e.error))
         }
     };
     Ok(match policy {
