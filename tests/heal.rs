@@ -581,9 +581,10 @@ fn dry_run_and_suspend_never_act() {
     w.policy("action: webhook, cooldown: 2s", "  suspend: true\n");
     let op = w.operator("real", &[]);
     w.wait(&name, "Remediating", "False", "PolicySuspended", &op);
-    // The validator's own switch.
-    w.policy("action: webhook, cooldown: 2s", "");
+    // The validator's own switch: on before the policy's goes off, so that no moment has
+    // neither switch on.
     w.suspend(&name, true);
+    w.policy("action: webhook, cooldown: 2s", "");
     w.wait(&name, "Remediating", "False", "Suspended", &op);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(rx.count(), 0, "a suspended validator was acted on");

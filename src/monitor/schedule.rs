@@ -29,10 +29,21 @@ pub fn phase(key: &Key, interval: Duration) -> Duration {
     Duration::from_millis(h % ms)
 }
 
-/// Counts tasks in flight and wakes a waiter when none is left.
-#[derive(Default)]
+/// Counts tasks in flight, wakes a waiter when none is left, and cancels the rest at a
+/// stop's deadline (so that nothing outlives the stop holding the monitor, its notice
+/// senders or its view of the lease).
 pub struct Tracker {
     running: Arc<(AtomicUsize, Notify)>,
+    cancel: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker {
+            running: Arc::default(),
+            cancel: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 /// Held by a task while it runs.
@@ -53,13 +64,22 @@ impl Tracker {
         Running(self.running.clone())
     }
 
-    /// Spawns `fut` as a tracked task.
+    /// Spawns `fut` as a tracked task; [`Tracker::cancel`] drops it wherever it is.
     pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
         let guard = self.enter();
+        let mut cancelled = self.cancel.subscribe();
         tokio::spawn(async move {
-            fut.await;
+            tokio::select! {
+                _ = fut => {}
+                _ = cancelled.wait_for(|c| *c) => {}
+            }
             drop(guard);
         });
+    }
+
+    /// Cancels every tracked task, now and from now on.
+    pub fn cancel(&self) {
+        self.cancel.send_replace(true);
     }
 
     /// Tasks running now.
@@ -112,6 +132,8 @@ impl Monitor {
                 "probes or actions still running at the stop deadline"
             );
             self.interrupt_actions().await;
+            self.tasks.cancel();
+            self.tasks.idle(Duration::from_secs(1)).await;
         }
     }
 

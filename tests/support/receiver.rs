@@ -1,10 +1,11 @@
 //! A webhook receiver for the tests: the user's restart endpoint, on a loopback port. It
-//! records every request and answers with a chosen status.
+//! records every request and answers with a chosen status, optionally after a delay.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// One request as received.
 #[derive(Clone, Debug)]
@@ -31,6 +32,8 @@ pub struct Receiver {
     pub url: String,
     requests: Arc<Mutex<Vec<Request>>>,
     status: Arc<AtomicU16>,
+    /// Milliseconds to wait before answering (0: answer at once).
+    delay_ms: Arc<AtomicU64>,
 }
 
 #[allow(dead_code)]
@@ -40,25 +43,41 @@ impl Receiver {
         let url = format!("http://{}/restart", listener.local_addr().unwrap());
         let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
         let status = Arc::new(AtomicU16::new(200));
-        let (reqs, st) = (requests.clone(), status.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (reqs, st, delay) = (requests.clone(), status.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 let Some(req) = read_request(&mut conn) else {
                     continue;
                 };
+                // Recorded before any delay, so that a request counts as soon as it arrived.
                 reqs.lock().unwrap().push(req);
                 let code = st.load(Ordering::SeqCst);
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                );
+                let answer = move |mut conn: std::net::TcpStream| {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    );
+                };
+                match delay.load(Ordering::SeqCst) {
+                    0 => answer(conn),
+                    // A slow answer on its own thread: later requests are still read and
+                    // recorded at once.
+                    ms => {
+                        std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_millis(ms));
+                            answer(conn);
+                        });
+                    }
+                }
             }
         });
         Receiver {
             url,
             requests,
             status,
+            delay_ms,
         }
     }
 
@@ -75,11 +94,17 @@ impl Receiver {
     pub fn answer(&self, code: u16) {
         self.status.store(code, Ordering::SeqCst);
     }
+
+    /// Answers later requests only after `d` (a slow endpoint; zero answers at once). The
+    /// request is recorded as soon as it is read, before the delay.
+    pub fn delay(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
 }
 
 fn read_request(conn: &mut std::net::TcpStream) -> Option<Request> {
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(conn.try_clone().ok()?);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
