@@ -1,5 +1,5 @@
 //! Scale benchmark of the probing engine: `vigil run` against 1,000 / 5,000 / 10,000
-//! simulated Substrate validators (`vigil simulate`) on a real local control plane, and
+//! simulated Substrate validators (`vigil-sim`) on a real local control plane, and
 //! Prometheus blackbox_exporter doing the equivalent JSON-RPC POST probe at the same rate.
 //!
 //! Run it with `scripts/bench-probe.sh`: the script builds the binaries, starts the control
@@ -7,6 +7,7 @@
 //!
 //! - `VIGIL_BENCH_KUBECONFIG`: admin kubeconfig of the control plane (required);
 //! - `VIGIL_BENCH_VIGIL_BIN`: the release `vigil` binary (default `target/release/vigil`);
+//! - `VIGIL_BENCH_SIM_BIN`: the release `vigil-sim` binary (default: next to `vigil`);
 //! - `VIGIL_BENCH_BLACKBOX_BIN`: blackbox_exporter (unset: no comparison);
 //! - `VIGIL_BENCH_CP_DIR`: the control plane's directory (optional: apiserver/etcd CPU);
 //! - `VIGIL_BENCH_DIR`: where logs and ready files go (default: a temporary directory);
@@ -38,7 +39,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, sleep_until};
 use vigil::api::{MonitorPolicy, MonitoredValidator};
-use vigil::simulate::ReadyFile;
+use vigil::probe::prom;
 
 /// Policy under test: `probe: {interval: 10s, timeout: 5s, failureThreshold: 3, successThreshold: 1}`.
 const INTERVAL: Duration = Duration::from_secs(10);
@@ -133,6 +134,7 @@ struct Args {
     blackbox: bool,
     kubeconfig: PathBuf,
     vigil: PathBuf,
+    sim: PathBuf,
     blackbox_bin: Option<PathBuf>,
     cp_dir: Option<PathBuf>,
     dir: PathBuf,
@@ -204,6 +206,14 @@ impl Args {
                 vigil.display()
             );
         }
+        let sim =
+            env_path("VIGIL_BENCH_SIM_BIN").unwrap_or_else(|| vigil.with_file_name("vigil-sim"));
+        if !sim.is_file() {
+            bail!(
+                "no vigil-sim binary at {} (cargo build --release -p vigil-sim)",
+                sim.display()
+            );
+        }
         let blackbox_bin = env_path("VIGIL_BENCH_BLACKBOX_BIN");
         if blackbox && blackbox_bin.is_none() {
             bail!(
@@ -220,6 +230,7 @@ impl Args {
             blackbox,
             kubeconfig,
             vigil,
+            sim,
             blackbox_bin,
             cp_dir: env_path("VIGIL_BENCH_CP_DIR"),
             dir,
@@ -538,61 +549,22 @@ fn control_plane_pids(dir: Option<&Path>) -> HashMap<String, u32> {
 
 // -------------------------------------------------------------------------- Prometheus text
 
-struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
-}
-
-/// One scrape of a Prometheus text endpoint.
-struct Scrape(Vec<Sample>);
+/// One scrape of a Prometheus text endpoint, read with the operator's own parser.
+struct Scrape(Vec<prom::Sample>);
 
 impl Scrape {
     fn parse(text: &str) -> Scrape {
-        let mut out = Vec::new();
-        for line in text.lines() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let (name, labels, rest) = match line.find('{') {
-                Some(b) => {
-                    let Some(e) = line[b..].find('}').map(|e| b + e) else {
-                        continue;
-                    };
-                    (&line[..b], parse_labels(&line[b + 1..e]), &line[e + 1..])
-                }
-                None => match line.split_once(' ') {
-                    Some((n, r)) => (n, Vec::new(), r),
-                    None => continue,
-                },
-            };
-            let Some(value) = rest
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-            else {
-                continue;
-            };
-            out.push(Sample {
-                name: name.to_string(),
-                labels,
-                value,
-            });
-        }
-        Scrape(out)
+        Scrape(prom::parse(text))
     }
 
     fn matching<'a>(
         &'a self,
         name: &'a str,
         filter: &'a [(&'a str, &'a str)],
-    ) -> impl Iterator<Item = &'a Sample> + 'a {
-        self.0.iter().filter(move |s| {
-            s.name == name
-                && filter
-                    .iter()
-                    .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
+    ) -> impl Iterator<Item = &'a prom::Sample> + 'a {
+        self.0
+            .iter()
+            .filter(move |s| s.name == name && filter.iter().all(|(k, v)| s.label(k) == Some(*v)))
     }
 
     fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
@@ -604,12 +576,7 @@ impl Scrape {
         let bucket = format!("{name}_bucket");
         let mut by_le: Vec<(f64, f64)> = Vec::new();
         for s in self.matching(&bucket, filter) {
-            let Some(le) = s
-                .labels
-                .iter()
-                .find(|(k, _)| k == "le")
-                .and_then(|(_, v)| v.parse::<f64>().ok())
-            else {
+            let Some(le) = s.label("le").and_then(|v| v.parse::<f64>().ok()) else {
                 continue;
             };
             match by_le.iter_mut().find(|(l, _)| *l == le) {
@@ -620,20 +587,6 @@ impl Scrape {
         by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
         by_le
     }
-}
-
-fn parse_labels(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some((k, r)) = rest.split_once("=\"") {
-        let Some(end) = r.find('"') else { break };
-        out.push((
-            k.trim_start_matches(',').trim().to_string(),
-            r[..end].to_string(),
-        ));
-        rest = &r[end + 1..];
-    }
-    out
 }
 
 /// Bucket counts of `after` minus `before` (same bounds).
@@ -953,16 +906,25 @@ struct SimFleet {
     nodes: Vec<FleetNode>,
 }
 
+/// What the bench reads of a simulator's `--ready-file` (JSON; more fields are ignored).
+/// Declared here because the operator's package does not depend on the simulator's crate.
+#[derive(serde::Deserialize)]
+struct ReadyFile {
+    /// Address of the admin API.
+    admin: String,
+    nodes: Vec<ReadyNode>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReadyNode {
+    index: usize,
+    rpc: String,
+}
+
 impl SimFleet {
     /// Starts `n` Substrate nodes in processes of at most [`MAX_NODES_PER_SIM`], the `p`-th
     /// from `127.{octet + p}.0.1`.
-    async fn start(
-        vigil: &Path,
-        dir: &Path,
-        n: usize,
-        octet: usize,
-        tag: &str,
-    ) -> Result<SimFleet> {
+    async fn start(sim: &Path, dir: &Path, n: usize, octet: usize, tag: &str) -> Result<SimFleet> {
         let procs = n.div_ceil(MAX_NODES_PER_SIM);
         let per = n.div_ceil(procs);
         let mut sims = Vec::new();
@@ -974,8 +936,8 @@ impl SimFleet {
             let base = format!("127.{}.0.1", 16 + (octet + p) % 224);
             let ready = dir.join(format!("sim-{tag}-{p}.json"));
             let _ = std::fs::remove_file(&ready);
-            let mut cmd = Command::new(vigil);
-            cmd.args(["simulate", "--nodes", &k.to_string(), "--no-metrics"])
+            let mut cmd = Command::new(sim);
+            cmd.args(["--nodes", &k.to_string(), "--no-metrics"])
                 .args(["--chain", "substrate", "--base-ip", &base])
                 .args(["--admin", "127.0.0.1:0", "--ready-file"])
                 .arg(&ready);
@@ -1463,7 +1425,7 @@ async fn one_size(
     )
     .await?;
 
-    let mut fleet = SimFleet::start(&args.vigil, &dir, n, octet, &n.to_string()).await?;
+    let mut fleet = SimFleet::start(&args.sim, &dir, n, octet, &n.to_string()).await?;
     eprintln!(
         "  {} simulator process(es) ready with {n} nodes",
         fleet.sims.len()
@@ -1823,7 +1785,7 @@ async fn blackbox(
 ) -> Result<Blackbox> {
     let dir = args.dir.join("blackbox");
     std::fs::create_dir_all(&dir)?;
-    let mut fleet = SimFleet::start(&args.vigil, &dir, n, octet, "blackbox").await?;
+    let mut fleet = SimFleet::start(&args.sim, &dir, n, octet, "blackbox").await?;
     eprintln!(
         "  {} simulator process(es) ready with {n} nodes",
         fleet.sims.len()

@@ -5,7 +5,7 @@
 #
 #   scripts/bench-probe.sh [--validators 1000,5000,10000] [--window 60s] [--no-blackbox]
 #
-# Builds `vigil` (release), the Kubernetes binaries (scripts/k8s-bins.sh) and
+# Builds `vigil` and `vigil-sim` (release), the Kubernetes binaries (scripts/k8s-bins.sh) and
 # blackbox_exporter (scripts/bench-bins.sh), both cached after the first run; starts a
 # control plane (scripts/control-plane.sh) and tears it down on exit; then runs
 # `cargo bench --bench probe`, which prints markdown tables and the machine on stdout.
@@ -26,8 +26,8 @@ while (($#)); do
   esac
 done
 
-step "cargo build --release --bin vigil"
-cargo build --release --locked --bin vigil
+step "cargo build --release: vigil and vigil-sim"
+cargo build --release --locked -p vigil --bin vigil -p vigil-sim --bin vigil-sim
 
 step "Kubernetes binaries (built once, then cached)"
 BIN_DIR=$(scripts/k8s-bins.sh)
@@ -52,7 +52,10 @@ scripts/control-plane.sh start --dir "$CP_DIR" >/dev/null
 
 step "cargo bench --bench probe -- ${BENCH_ARGS[*]-} (results also in $OUT/results.md)"
 export VIGIL_BENCH_KUBECONFIG=$CP_DIR/kubeconfig
-export VIGIL_BENCH_VIGIL_BIN=$PWD/target/release/vigil
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR=$PWD/$TARGET_DIR
+export VIGIL_BENCH_VIGIL_BIN=$TARGET_DIR/release/vigil
+export VIGIL_BENCH_SIM_BIN=$TARGET_DIR/release/vigil-sim
 export VIGIL_BENCH_BLACKBOX_BIN=$BLACKBOX
 export VIGIL_BENCH_CP_DIR=$CP_DIR
 export VIGIL_BENCH_DIR=$OUT

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: starts a local control plane (built and cached on first use), four simulated
-# Substrate validators (`vigil simulate`, on 127.0.0.1-4 with the real ports 9944/9615),
+# Substrate validators (`vigil-sim`, on 127.0.0.1-4 with the real ports 9944/9615),
 # installs the CRDs, applies examples/, runs the operator, then kills one node and shows
 # `kubectl get mv` turning unhealthy and back after the node "restarts".
 # Stops everything on exit. Pass --keep to leave it running until Enter is pressed.
@@ -11,9 +11,12 @@ KEEP=0
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-say "building vigil"
-cargo build --quiet --bin vigil
-VIGIL=$PWD/target/debug/vigil
+say "building vigil and vigil-sim"
+cargo build --quiet -p vigil --bin vigil -p vigil-sim --bin vigil-sim
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR=$PWD/$TARGET_DIR
+VIGIL=$TARGET_DIR/debug/vigil
+VIGIL_SIM=$TARGET_DIR/debug/vigil-sim
 
 say "Kubernetes binaries (the first run builds them: expect 10-30 minutes)"
 BIN_DIR=$(scripts/k8s-bins.sh)
@@ -35,8 +38,8 @@ scripts/control-plane.sh start --dir "$DIR/cp" >/dev/null
 export KUBECONFIG=$DIR/cp/kubeconfig
 kubectl version | sed 's/^/    /'
 
-say "starting 4 simulated Substrate validators (vigil simulate)"
-"$VIGIL" simulate --nodes 4 --base-ip 127.0.0.1 --block-time 2s --admin 127.0.0.1:0 \
+say "starting 4 simulated Substrate validators (vigil-sim)"
+"$VIGIL_SIM" --nodes 4 --base-ip 127.0.0.1 --block-time 2s --admin 127.0.0.1:0 \
   --ready-file "$DIR/sim.json" >"$DIR/sim.log" 2>&1 &
 SIM_PID=$!
 for _ in $(seq 1 100); do [[ -s $DIR/sim.json ]] && break; sleep 0.1; done

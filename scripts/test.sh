@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "cargo fmt --check"
+step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Kubernetes test binaries (built once, then cached)"
 BIN_DIR=$(scripts/k8s-bins.sh)
@@ -23,7 +23,9 @@ SSHD_DIR=$(scripts/sshd-bins.sh) # not `export X=$(...)`: that would hide a fail
 export VIGIL_TEST_SSHD_DIR=$SSHD_DIR
 
 step "building tests"
-cargo test --locked --no-run
+# The integration tests spawn vigil-sim from the same target dir (tests/support/simulator.rs).
+cargo build --locked -p vigil-sim --bin vigil-sim
+cargo test --workspace --locked --no-run
 
 step "starting the local control plane"
 CP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/vigil-cp.XXXXXX")
@@ -31,5 +33,5 @@ trap 'scripts/control-plane.sh stop --dir "$CP_DIR" >/dev/null 2>&1 || true; rm 
 scripts/control-plane.sh start --dir "$CP_DIR" >/dev/null
 export VIGIL_TEST_KUBECONFIG=$CP_DIR/kubeconfig
 
-step "cargo test"
-cargo test --locked -- --test-threads="${VIGIL_TEST_THREADS:-4}"
+step "cargo test --workspace"
+cargo test --workspace --locked -- --test-threads="${VIGIL_TEST_THREADS:-4}"

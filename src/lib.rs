@@ -19,6 +19,5 @@ pub mod policy;
 pub mod probe;
 pub mod remediate;
 pub mod server;
-pub mod simulate;
 pub mod status;
 pub mod telemetry;

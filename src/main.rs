@@ -34,8 +34,6 @@ enum Command {
     Probe(vigil::inspect::ProbeArgs),
     /// Print the version.
     Version,
-    /// Run simulated validator nodes (substrate, ethereum, cosmos) with an admin API for faults.
-    Simulate(vigil::simulate::SimulateArgs),
 }
 
 #[derive(clap::Args)]
@@ -96,7 +94,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => run(args),
-        Command::Simulate(args) => vigil::simulate::run(args),
         Command::Probe(args) => ExitCode::from(vigil::inspect::main(args)),
     }
 }

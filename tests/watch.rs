@@ -1,4 +1,4 @@
-//! Watching validators end to end: `vigil simulate` nodes (real Substrate JSON-RPC and
+//! Watching validators end to end: `vigil-sim` nodes (real Substrate JSON-RPC and
 //! Prometheus text, Ethereum and CometBFT variants), the operator as a subprocess, the real
 //! control plane. One test per fault class, each asserting conditions, reasons and Events
 //! within a bounded time; a chain-wide stall gives one fleet incident, not N node faults.

@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use vigil::probe::prom;
 
 /// A running operator process; killed on drop.
 pub struct Operator {
@@ -103,12 +104,26 @@ impl Operator {
         Some((status, body))
     }
 
-    /// Value of a metric line that starts with `prefix` (e.g. `vigil_leader`), if present.
-    pub fn metric(&self, prefix: &str) -> Option<f64> {
+    /// Value of the first sample that matches `selector`, a metric name with optional
+    /// labels as in the exposition (e.g. `vigil_leader` or
+    /// `vigil_probes_total{chain="substrate",result="ok"}`: the sample must have those
+    /// labels, and may have others), if present.
+    pub fn metric(&self, selector: &str) -> Option<f64> {
+        // The selector is read with the same parser, as a sample line with a dummy value.
+        let want = prom::parse(&format!("{selector} 0"))
+            .pop()
+            .unwrap_or_else(|| panic!("not a metric selector: {selector}"));
         let (_, body) = self.get("/metrics")?;
-        body.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        prom::parse(&body)
+            .into_iter()
+            .find(|s| {
+                s.name == want.name
+                    && want
+                        .labels
+                        .iter()
+                        .all(|(k, v)| s.label(k) == Some(v.as_str()))
+            })
+            .map(|s| s.value)
     }
 
     /// Waits until `/readyz` answers 200.

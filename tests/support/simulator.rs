@@ -1,10 +1,10 @@
-//! Runs `vigil simulate` as a subprocess: simulated validator nodes on loopback addresses,
-//! and its admin API to inject faults.
+//! Runs `vigil-sim` (the `sim/` crate) as a subprocess: simulated validator nodes on
+//! loopback addresses, and its admin API to inject faults.
 
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -28,6 +28,26 @@ pub struct Simulator {
     pub log: PathBuf,
 }
 
+/// The `vigil-sim` binary: `VIGIL_TEST_SIM_BIN` if set, else the one next to the `vigil`
+/// binary under test. Cargo gives this package's tests only its own binaries
+/// (`CARGO_BIN_EXE_vigil`), and another package's binary lands in the same directory when
+/// built with the same target dir and profile: `cargo build -p vigil-sim` (scripts/test.sh
+/// does) or `cargo test --workspace`. Not built from here: the running `cargo test` holds
+/// the build directory's lock.
+pub fn sim_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("VIGIL_TEST_SIM_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_vigil")).with_file_name("vigil-sim");
+    assert!(
+        bin.is_file(),
+        "no simulator at {}: build it first with `cargo build --locked -p vigil-sim` \
+         (same target dir and profile as the tests), or run `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
 /// A loopback /16 that no other simulator of this test run uses: distinct per process and
 /// per call, so tests (and test binaries) running at once never collide on an address.
 pub fn unique_base_ip() -> String {
@@ -43,7 +63,7 @@ pub fn unique_base_ip() -> String {
 
 #[allow(dead_code)]
 impl Simulator {
-    /// Starts `vigil simulate` with `args` (e.g. `["--nodes", "3", "--block-time", "1s"]`) and
+    /// Starts `vigil-sim` with `args` (e.g. `["--nodes", "3", "--block-time", "1s"]`) and
     /// waits until every node listens.
     pub fn start(args: &[&str]) -> Simulator {
         let dir = std::env::temp_dir().join("vigil-test-logs");
@@ -54,8 +74,8 @@ impl Simulator {
         let _ = std::fs::remove_file(&ready);
         let log = dir.join(format!("sim-{tag}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["simulate", "--admin", "127.0.0.1:0", "--base-ip", &base_ip])
+        let child = Command::new(sim_bin())
+            .args(["--admin", "127.0.0.1:0", "--base-ip", &base_ip])
             .arg("--ready-file")
             .arg(&ready)
             .args(args)
@@ -63,7 +83,7 @@ impl Simulator {
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
-            .expect("start vigil simulate");
+            .expect("start vigil-sim");
         let mut sim = Simulator {
             child,
             admin: String::new(),

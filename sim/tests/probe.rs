@@ -1,5 +1,6 @@
 //! End-to-end tests: a small fleet on 127.201.x.y addresses (one range per test, so the
-//! tests run in parallel), driven over real HTTP with reqwest and read with the probe.
+//! tests run in parallel), driven over real HTTP with reqwest and read with the operator's
+//! probe (`vigil::probe`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -7,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
-use super::*;
-use crate::probe::{Observation, ProbeError, ProbeKind, ProbeOptions, ProbeTarget, Prober};
+use vigil::probe::{Observation, ProbeError, ProbeKind, ProbeOptions, ProbeTarget, Prober};
+use vigil_sim::{NodeInfo, SimChain, SimConfig, Simulator};
 
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -19,7 +20,7 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
-async fn start(third: u8, chains: Vec<Chain>, block_ms: Option<u64>) -> Simulator {
+async fn start(third: u8, chains: Vec<SimChain>, block_ms: Option<u64>) -> Simulator {
     let mut cfg = SimConfig::new(chains, Ipv4Addr::new(127, 201, third, 1));
     cfg.block_time = block_ms.map(Duration::from_millis);
     cfg.peers = 7;
@@ -88,8 +89,8 @@ fn kind(chain: &str) -> ProbeKind {
     }
 }
 
-fn vigil_url(u: &str) -> crate::probe::Url {
-    crate::probe::parse_url(u).expect("the simulator's URLs parse")
+fn vigil_url(u: &str) -> vigil::probe::Url {
+    vigil::probe::parse_url(u).expect("the simulator's URLs parse")
 }
 
 async fn probe(node: &NodeInfo, rpc: bool, metrics: bool) -> Result<Observation, ProbeError> {
@@ -122,7 +123,7 @@ fn addr_of(url: &str) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn substrate_http_surface() {
-    let sim = start(1, vec![Chain::Substrate], None).await;
+    let sim = start(1, vec![SimChain::Substrate], None).await;
     let node = sim.nodes()[0].clone();
     assert_eq!(node.ip, "127.201.1.1");
     assert_eq!(node.rpc, "http://127.201.1.1:9944");
@@ -242,7 +243,7 @@ async fn probe_reads_every_chain() {
     // Long blocks: heights stay put while the test compares them.
     let sim = start(
         2,
-        vec![Chain::Substrate, Chain::Ethereum, Chain::Cosmos],
+        vec![SimChain::Substrate, SimChain::Ethereum, SimChain::Cosmos],
         Some(60_000),
     )
     .await;
@@ -331,7 +332,7 @@ async fn probe_reads_every_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn die_closes_ports_and_recover_catches_up() {
-    let sim = start(3, vec![Chain::Substrate, Chain::Substrate], Some(100)).await;
+    let sim = start(3, vec![SimChain::Substrate, SimChain::Substrate], Some(100)).await;
     let node = sim.nodes()[0].clone();
     let rpc_addr = addr_of(&node.rpc);
     let metrics_addr = addr_of(node.metrics.as_deref().unwrap());
@@ -387,7 +388,7 @@ async fn die_closes_ports_and_recover_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hang_times_out_and_slow_is_late() {
-    let sim = start(4, vec![Chain::Ethereum], None).await;
+    let sim = start(4, vec![SimChain::Ethereum], None).await;
     let node = sim.nodes()[0].clone();
     let call = json!({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]});
 
@@ -449,7 +450,7 @@ async fn hang_times_out_and_slow_is_late() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_bodies() {
-    let sim = start(5, vec![Chain::Substrate, Chain::Cosmos], None).await;
+    let sim = start(5, vec![SimChain::Substrate, SimChain::Cosmos], None).await;
     let nodes = sim.nodes();
     let (sub, cos) = (&nodes[0], &nodes[1]);
     let c = client();
@@ -537,7 +538,7 @@ async fn broken_bodies() {
 async fn admin_api() {
     let sim = start(
         6,
-        vec![Chain::Substrate, Chain::Ethereum, Chain::Cosmos],
+        vec![SimChain::Substrate, SimChain::Ethereum, SimChain::Cosmos],
         None,
     )
     .await;
@@ -679,7 +680,7 @@ async fn admin_api() {
     assert!(sim.nodes().iter().all(|n| n.faults.is_empty()));
 
     // The addresses are taken: a second fleet on them fails with a hint.
-    let mut cfg = SimConfig::new(vec![Chain::Substrate], Ipv4Addr::new(127, 201, 6, 1));
+    let mut cfg = SimConfig::new(vec![SimChain::Substrate], Ipv4Addr::new(127, 201, 6, 1));
     cfg.peers = 1;
     let err = Simulator::start(cfg).await.unwrap_err();
     assert!(format!("{err:#}").contains("--base-ip"), "{err:#}");
@@ -688,7 +689,7 @@ async fn admin_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finality_and_chain_halt_follow_the_clock() {
-    let sim = start(7, vec![Chain::Substrate, Chain::Substrate], Some(50)).await;
+    let sim = start(7, vec![SimChain::Substrate, SimChain::Substrate], Some(50)).await;
     fault(&sim, 0, json!({"fault":"stopFinality"})).await;
     let a = sim.nodes()[0].clone();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -723,7 +724,7 @@ async fn finality_and_chain_halt_follow_the_clock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_metrics_only_the_rpc_port_opens() {
-    let mut cfg = SimConfig::new(vec![Chain::Cosmos; 3], Ipv4Addr::new(127, 201, 8, 1));
+    let mut cfg = SimConfig::new(vec![SimChain::Cosmos; 3], Ipv4Addr::new(127, 201, 8, 1));
     cfg.metrics = false;
     let sim = Simulator::start(cfg).await.unwrap();
     let nodes = sim.nodes();

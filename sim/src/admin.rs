@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::model::{Chain, Fault, FaultOptions, MAX_SLOW_MS};
+use super::model::{Fault, FaultOptions, MAX_SLOW_MS, SimChain};
 use super::serve::{self, Port, Shared};
 
 /// What `GET /nodes` and the ready file say about one node.
@@ -141,7 +141,7 @@ struct Request {
     fault: Option<Fault>,
     opts: FaultOptions,
     nodes: Option<Vec<usize>>,
-    chain: Option<Chain>,
+    chain: Option<SimChain>,
 }
 
 fn parse_body(body: &[u8], fleet: bool, need_fault: bool) -> Result<Request, AdminError> {
@@ -190,7 +190,7 @@ fn parse_body(body: &[u8], fleet: bool, need_fault: bool) -> Result<Request, Adm
     let chain = b
         .chain
         .as_deref()
-        .map(str::parse::<Chain>)
+        .map(str::parse::<SimChain>)
         .transpose()
         .map_err(AdminError::bad)?;
     Ok(Request {
@@ -472,7 +472,7 @@ mod tests {
             true,
         )
         .unwrap();
-        assert_eq!(ok.chain, Some(Chain::Substrate));
+        assert_eq!(ok.chain, Some(SimChain::Substrate));
         assert_eq!(ok.nodes, Some(vec![1, 2]));
         // An empty recover body means every fault.
         assert_eq!(parse_body(b"", false, false).unwrap().fault, None);

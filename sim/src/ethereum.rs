@@ -131,13 +131,13 @@ pub fn metrics(v: &View<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::model::{Chain, Fault, FaultOptions, NodeState, Params};
-    use crate::simulate::view::with_test_view;
+    use crate::model::{Fault, FaultOptions, NodeState, Params, SimChain};
+    use crate::view::with_test_view;
     use std::time::Duration;
 
     fn with_view<T>(state: &NodeState, f: impl FnOnce(&View<'_>) -> T) -> T {
         with_test_view(
-            Chain::Ethereum,
+            SimChain::Ethereum,
             0,
             Duration::from_secs(12),
             9,
@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn syncing_object_has_hex_quantities() {
         let mut state = NodeState::new();
-        let p = Params::new(Chain::Ethereum, Duration::from_secs(12), 9, 0);
+        let p = Params::new(SimChain::Ethereum, Duration::from_secs(12), 9, 0);
         state.apply(Fault::Syncing, FaultOptions::default(), &p, 60_000_000_000);
         state.apply(
             Fault::DropPeers,

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::model::{Chain, Facts, Params};
+use super::model::{Facts, Params, SimChain};
 
 /// The fixed identity of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +14,7 @@ pub struct Identity {
     /// Node name (`sim-<index>`), used as Substrate node name and CometBFT moniker.
     pub name: String,
     /// Protocol family.
-    pub chain: Chain,
+    pub chain: SimChain,
     /// The loopback address all of the node's ports listen on.
     pub ip: Ipv4Addr,
 }
@@ -51,7 +51,7 @@ impl View<'_> {
 /// the start (block time and peers as given), as the chain modules' tests need.
 #[cfg(test)]
 pub fn with_test_view<T>(
-    chain: Chain,
+    chain: SimChain,
     index: usize,
     block_time: std::time::Duration,
     peers: u32,

@@ -235,13 +235,13 @@ pub fn metrics(v: &View<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::model::{Chain, Fault, FaultOptions, NodeState, Params};
-    use crate::simulate::view::with_test_view;
+    use crate::model::{Fault, FaultOptions, NodeState, Params, SimChain};
+    use crate::view::with_test_view;
     use std::time::Duration;
 
     fn with_view<T>(state: &NodeState, f: impl FnOnce(&View<'_>) -> T) -> T {
         with_test_view(
-            Chain::Cosmos,
+            SimChain::Cosmos,
             5,
             Duration::from_secs(6),
             3,
@@ -300,7 +300,7 @@ mod tests {
             assert_eq!(call(v, &pool, "genesis").unwrap_err().code, -32601);
         });
         let mut state = NodeState::new();
-        let p = Params::new(Chain::Cosmos, Duration::from_secs(6), 3, 5);
+        let p = Params::new(SimChain::Cosmos, Duration::from_secs(6), 3, 5);
         state.apply(Fault::DropPeers, FaultOptions::default(), &p, 0);
         state.apply(Fault::Syncing, FaultOptions::default(), &p, 0);
         with_view(&state, |v| {

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use super::body::SimBody;
 use super::cosmos::{self, PeerPool};
-use super::model::{Chain, Fault, FaultSet, NodeState, Params};
+use super::model::{Fault, FaultSet, NodeState, Params, SimChain};
 use super::view::{Identity, View};
 use super::{ethereum, jsonrpc, substrate};
 
@@ -394,9 +394,9 @@ fn route(
             return method_not_allowed();
         }
         let text = shared.with_view(node, |v| match chain {
-            Chain::Substrate => substrate::metrics(v),
-            Chain::Ethereum => ethereum::metrics(v),
-            Chain::Cosmos => cosmos::metrics(v),
+            SimChain::Substrate => substrate::metrics(v),
+            SimChain::Ethereum => ethereum::metrics(v),
+            SimChain::Cosmos => cosmos::metrics(v),
         });
         return respond(
             StatusCode::OK,
@@ -406,11 +406,11 @@ fn route(
     }
     match (chain, method, path) {
         (_, &Method::POST, _) => rpc(shared, node, body),
-        (Chain::Substrate, &Method::GET, "/health") => json(
+        (SimChain::Substrate, &Method::GET, "/health") => json(
             StatusCode::OK,
             shared.with_view(node, |v| substrate::health(v).to_string()),
         ),
-        (Chain::Substrate, &Method::GET, "/health/readiness") => {
+        (SimChain::Substrate, &Method::GET, "/health/readiness") => {
             let status = if shared.with_view(node, substrate::ready) {
                 StatusCode::OK
             } else {
@@ -419,17 +419,17 @@ fn route(
             respond(status, "application/json; charset=utf-8", SimBody::empty())
         }
         // geth answers an empty GET with 200, for load balancers' health checks.
-        (Chain::Ethereum, &Method::GET, _) => text(StatusCode::OK, ""),
-        (Chain::Cosmos, &Method::GET, "/status") => json(
+        (SimChain::Ethereum, &Method::GET, _) => text(StatusCode::OK, ""),
+        (SimChain::Cosmos, &Method::GET, "/status") => json(
             StatusCode::OK,
             shared.with_view(node, |v| cosmos::envelope(&cosmos::status(v).to_string())),
         ),
-        (Chain::Cosmos, &Method::GET, "/net_info") => json(
+        (SimChain::Cosmos, &Method::GET, "/net_info") => json(
             StatusCode::OK,
             shared.with_view(node, |v| cosmos::envelope(&shared.pool.net_info(v))),
         ),
-        (Chain::Cosmos, &Method::GET, "/health") => json(StatusCode::OK, cosmos::envelope("{}")),
-        (Chain::Cosmos, &Method::GET, "/") => text(
+        (SimChain::Cosmos, &Method::GET, "/health") => json(StatusCode::OK, cosmos::envelope("{}")),
+        (SimChain::Cosmos, &Method::GET, "/") => text(
             StatusCode::OK,
             "Available endpoints:\n//health\n//net_info\n//status\n",
         ),
@@ -442,9 +442,9 @@ fn route(
 fn rpc(shared: &Shared, node: &Node, body: &Bytes) -> Response<SimBody> {
     let reply = shared.with_view(node, |v| {
         jsonrpc::respond(body, &mut |method, params| match v.node.chain {
-            Chain::Substrate => substrate::call(v, method, params),
-            Chain::Ethereum => ethereum::call(v, method, params),
-            Chain::Cosmos => cosmos::call(v, &shared.pool, method),
+            SimChain::Substrate => substrate::call(v, method, params),
+            SimChain::Ethereum => ethereum::call(v, method, params),
+            SimChain::Cosmos => cosmos::call(v, &shared.pool, method),
         })
     });
     match reply {

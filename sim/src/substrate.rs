@@ -186,13 +186,13 @@ pub fn metrics(v: &View<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::model::{Chain, Fault, FaultOptions, NodeState, Params};
-    use crate::simulate::view::with_test_view;
+    use crate::model::{Fault, FaultOptions, NodeState, Params, SimChain};
+    use crate::view::with_test_view;
     use std::time::Duration;
 
     fn with_view<T>(state: &NodeState, f: impl FnOnce(&View<'_>) -> T) -> T {
         with_test_view(
-            Chain::Substrate,
+            SimChain::Substrate,
             3,
             Duration::from_secs(6),
             25,
@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn batch_of_the_probe() {
         let mut state = NodeState::new();
-        let p = Params::new(Chain::Substrate, Duration::from_secs(6), 25, 3);
+        let p = Params::new(SimChain::Substrate, Duration::from_secs(6), 25, 3);
         state.apply(Fault::Syncing, FaultOptions::default(), &p, 30_000_000_000);
         with_view(&state, |v| {
             let reply = rpc(

@@ -1,4 +1,4 @@
-//! `vigil simulate`: many simulated blockchain validator nodes in one process, for
+//! `vigil-sim`: many simulated blockchain validator nodes in one process, for
 //! integration tests, the demo and scale benchmarks.
 //!
 //! Each node gets its own loopback address (Linux routes all of 127.0.0.0/8 to `lo`) and
@@ -37,9 +37,6 @@ mod serve;
 mod substrate;
 mod view;
 
-#[cfg(test)]
-mod tests;
-
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -53,15 +50,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::telemetry::{self, LogFormat};
+use vigil::telemetry::{self, LogFormat};
 
 pub use admin::NodeInfo;
-pub use model::{Chain, Fault};
+pub use model::{Fault, SimChain};
 
 /// Most peers a node may report (CometBFT lists every peer in `/net_info`).
 const MAX_PEERS: u32 = 1000;
 
-/// Command-line arguments of `vigil simulate`.
+/// Command-line arguments of `vigil-sim`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
     /// Number of nodes (default: the sum of the --mix weights, else 1).
@@ -69,7 +66,7 @@ pub struct SimulateArgs {
     pub nodes: Option<usize>,
     /// Chain of every node.
     #[arg(long, value_enum, conflicts_with = "mix")]
-    pub chain: Option<Chain>,
+    pub chain: Option<SimChain>,
     /// Share of each chain, e.g. `substrate=6,ethereum=2,cosmos=2` (weights, scaled to
     /// --nodes; nodes come in blocks, in this order).
     #[arg(long)]
@@ -103,7 +100,7 @@ pub struct SimulateArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimConfig {
     /// The chain of each node, by index.
-    pub chains: Vec<Chain>,
+    pub chains: Vec<SimChain>,
     /// Address of node 0.
     pub base_ip: Ipv4Addr,
     /// Admin API address.
@@ -118,7 +115,7 @@ pub struct SimConfig {
 
 impl SimConfig {
     /// A configuration with the CLI defaults for nodes of `chains` from `base_ip`.
-    pub fn new(chains: Vec<Chain>, base_ip: Ipv4Addr) -> SimConfig {
+    pub fn new(chains: Vec<SimChain>, base_ip: Ipv4Addr) -> SimConfig {
         SimConfig {
             chains,
             base_ip,
@@ -134,14 +131,14 @@ impl SimConfig {
         let mix = args.mix.as_deref().map(parse_mix).transpose()?;
         let chains = plan(
             args.nodes,
-            args.chain.unwrap_or(Chain::Substrate),
+            args.chain.unwrap_or(SimChain::Substrate),
             mix.as_deref(),
         )?;
         let block_time = args
             .block_time
             .as_deref()
             .map(|s| {
-                let d = crate::duration::parse(s).map_err(|e| format!("--block-time: {e}"))?;
+                let d = vigil::duration::parse(s).map_err(|e| format!("--block-time: {e}"))?;
                 if d < Duration::from_millis(1) {
                     return Err(format!("--block-time {s} is too short; use at least 1ms"));
                 }
@@ -172,13 +169,13 @@ impl SimConfig {
 }
 
 /// Parses `substrate=6,ethereum=2,cosmos=2`.
-pub fn parse_mix(s: &str) -> Result<Vec<(Chain, u64)>, String> {
-    let mut out: Vec<(Chain, u64)> = Vec::new();
+pub fn parse_mix(s: &str) -> Result<Vec<(SimChain, u64)>, String> {
+    let mut out: Vec<(SimChain, u64)> = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, weight) = part
             .split_once('=')
             .ok_or_else(|| format!("--mix: {part:?} is not chain=weight (e.g. substrate=6)"))?;
-        let chain: Chain = name.parse().map_err(|e| format!("--mix: {e}"))?;
+        let chain: SimChain = name.parse().map_err(|e| format!("--mix: {e}"))?;
         let weight: u64 = weight
             .trim()
             .parse()
@@ -198,9 +195,9 @@ pub fn parse_mix(s: &str) -> Result<Vec<(Chain, u64)>, String> {
 /// (largest remainders get the rounding), in blocks in mix order.
 pub fn plan(
     nodes: Option<usize>,
-    chain: Chain,
-    mix: Option<&[(Chain, u64)]>,
-) -> Result<Vec<Chain>, String> {
+    chain: SimChain,
+    mix: Option<&[(SimChain, u64)]>,
+) -> Result<Vec<SimChain>, String> {
     let Some(mix) = mix else {
         let n = nodes.unwrap_or(1);
         if n == 0 {
@@ -320,7 +317,7 @@ impl Simulator {
                 )
             })
             .collect();
-        let pool = if cfg.chains.contains(&Chain::Cosmos) {
+        let pool = if cfg.chains.contains(&SimChain::Cosmos) {
             cosmos::PeerPool::new(cfg.peers)
         } else {
             cosmos::PeerPool::default()
@@ -504,7 +501,7 @@ async fn signalled() {
     }
 }
 
-/// Runs `vigil simulate` until SIGTERM or SIGINT.
+/// Runs `vigil-sim` until SIGTERM or SIGINT.
 pub fn run(args: SimulateArgs) -> ExitCode {
     telemetry::init(args.log_format);
     let cfg = match SimConfig::from_args(&args) {
@@ -551,12 +548,12 @@ pub fn run(args: SimulateArgs) -> ExitCode {
             tracing::error!(path = %path.display(), error = %e, "cannot write the ready file");
             return ExitCode::FAILURE;
         }
-        let count = |c: Chain| cfg.chains.iter().filter(|x| **x == c).count();
+        let count = |c: SimChain| cfg.chains.iter().filter(|x| **x == c).count();
         tracing::info!(
             nodes = cfg.chains.len(),
-            substrate = count(Chain::Substrate),
-            ethereum = count(Chain::Ethereum),
-            cosmos = count(Chain::Cosmos),
+            substrate = count(SimChain::Substrate),
+            ethereum = count(SimChain::Ethereum),
+            cosmos = count(SimChain::Cosmos),
             first_ip = %cfg.base_ip,
             metrics = cfg.metrics,
             admin = %sim.admin_addr(),
@@ -586,30 +583,30 @@ mod unit_tests {
         assert_eq!(
             mix,
             [
-                (Chain::Substrate, 6),
-                (Chain::Ethereum, 2),
-                (Chain::Cosmos, 2)
+                (SimChain::Substrate, 6),
+                (SimChain::Ethereum, 2),
+                (SimChain::Cosmos, 2)
             ]
         );
-        let p = plan(None, Chain::Substrate, Some(&mix)).unwrap();
+        let p = plan(None, SimChain::Substrate, Some(&mix)).unwrap();
         assert_eq!(p.len(), 10);
-        assert_eq!(p[0], Chain::Substrate);
-        assert_eq!(p[6], Chain::Ethereum);
-        assert_eq!(p[9], Chain::Cosmos);
-        let p = plan(Some(10_000), Chain::Substrate, Some(&mix)).unwrap();
-        assert_eq!(p.iter().filter(|c| **c == Chain::Ethereum).count(), 2000);
+        assert_eq!(p[0], SimChain::Substrate);
+        assert_eq!(p[6], SimChain::Ethereum);
+        assert_eq!(p[9], SimChain::Cosmos);
+        let p = plan(Some(10_000), SimChain::Substrate, Some(&mix)).unwrap();
+        assert_eq!(p.iter().filter(|c| **c == SimChain::Ethereum).count(), 2000);
         // Rounding by largest remainder still gives exactly n nodes.
         let thirds = parse_mix("substrate=1,ethereum=1,cosmos=1").unwrap();
-        let p = plan(Some(10), Chain::Substrate, Some(&thirds)).unwrap();
+        let p = plan(Some(10), SimChain::Substrate, Some(&thirds)).unwrap();
         assert_eq!(p.len(), 10);
-        assert_eq!(p.iter().filter(|c| **c == Chain::Substrate).count(), 4);
+        assert_eq!(p.iter().filter(|c| **c == SimChain::Substrate).count(), 4);
         assert_eq!(
-            plan(Some(3), Chain::Cosmos, None).unwrap(),
-            [Chain::Cosmos; 3]
+            plan(Some(3), SimChain::Cosmos, None).unwrap(),
+            [SimChain::Cosmos; 3]
         );
         assert_eq!(
-            plan(None, Chain::Ethereum, None).unwrap(),
-            [Chain::Ethereum]
+            plan(None, SimChain::Ethereum, None).unwrap(),
+            [SimChain::Ethereum]
         );
         for bad in [
             "",
@@ -621,8 +618,8 @@ mod unit_tests {
         ] {
             assert!(parse_mix(bad).is_err(), "{bad}");
         }
-        assert!(plan(Some(0), Chain::Substrate, None).is_err());
-        assert!(plan(Some(0), Chain::Substrate, Some(&mix)).is_err());
+        assert!(plan(Some(0), SimChain::Substrate, None).is_err());
+        assert!(plan(Some(0), SimChain::Substrate, Some(&mix)).is_err());
     }
 
     #[test]
@@ -661,16 +658,16 @@ mod unit_tests {
             sim: SimulateArgs,
         }
         let parse = |argv: &[&str]| {
-            let cli = Cli::try_parse_from(std::iter::once("simulate").chain(argv.iter().copied()))
+            let cli = Cli::try_parse_from(std::iter::once("vigil-sim").chain(argv.iter().copied()))
                 .map_err(|e| e.to_string())?;
             SimConfig::from_args(&cli.sim)
         };
         let cfg = parse(&["--nodes", "4", "--chain", "cosmos", "--block-time", "500ms"]).unwrap();
-        assert_eq!(cfg.chains, [Chain::Cosmos; 4]);
+        assert_eq!(cfg.chains, [SimChain::Cosmos; 4]);
         assert_eq!(cfg.block_time, Some(Duration::from_millis(500)));
         assert_eq!(cfg.listeners(), 8);
         let cfg = parse(&["--mix", "substrate=1,ethereum=1", "--no-metrics"]).unwrap();
-        assert_eq!(cfg.chains, [Chain::Substrate, Chain::Ethereum]);
+        assert_eq!(cfg.chains, [SimChain::Substrate, SimChain::Ethereum]);
         assert_eq!(cfg.listeners(), 2);
         assert_eq!(cfg.admin, SocketAddr::from(([127, 0, 0, 1], 0)));
         assert_eq!(cfg.block_time, None);

@@ -10,9 +10,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The protocol family a simulated node speaks.
+/// The protocol family a simulated node speaks (a subset of `vigil::api::Chain`, which
+/// also has `http` and `tcp`: hence its own name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Chain {
+pub enum SimChain {
     /// Substrate / Polkadot SDK: JSON-RPC `:9944`, Prometheus `:9615`.
     Substrate,
     /// Ethereum execution client: JSON-RPC `:8545`, Prometheus `:6060`.
@@ -21,58 +22,58 @@ pub enum Chain {
     Cosmos,
 }
 
-impl Chain {
+impl SimChain {
     /// Every chain, in the order used for listings.
-    pub const ALL: [Chain; 3] = [Chain::Substrate, Chain::Ethereum, Chain::Cosmos];
+    pub const ALL: [SimChain; 3] = [SimChain::Substrate, SimChain::Ethereum, SimChain::Cosmos];
 
     /// Lower-case name, as in `--chain` and the probe's `ProbeKind`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Chain::Substrate => "substrate",
-            Chain::Ethereum => "ethereum",
-            Chain::Cosmos => "cosmos",
+            SimChain::Substrate => "substrate",
+            SimChain::Ethereum => "ethereum",
+            SimChain::Cosmos => "cosmos",
         }
     }
 
     /// The client's default RPC port.
     pub fn rpc_port(self) -> u16 {
         match self {
-            Chain::Substrate => 9944,
-            Chain::Ethereum => 8545,
-            Chain::Cosmos => 26657,
+            SimChain::Substrate => 9944,
+            SimChain::Ethereum => 8545,
+            SimChain::Cosmos => 26657,
         }
     }
 
     /// The client's default Prometheus port.
     pub fn metrics_port(self) -> u16 {
         match self {
-            Chain::Substrate => 9615,
-            Chain::Ethereum => 6060,
-            Chain::Cosmos => 26660,
+            SimChain::Substrate => 9615,
+            SimChain::Ethereum => 6060,
+            SimChain::Cosmos => 26660,
         }
     }
 
     /// Path of the Prometheus endpoint (geth serves it under `/debug/metrics/prometheus`).
     pub fn metrics_path(self) -> &'static str {
         match self {
-            Chain::Ethereum => "/debug/metrics/prometheus",
-            Chain::Substrate | Chain::Cosmos => "/metrics",
+            SimChain::Ethereum => "/debug/metrics/prometheus",
+            SimChain::Substrate | SimChain::Cosmos => "/metrics",
         }
     }
 
     /// Path of the plain HTTP health endpoint on the RPC port; geth has none.
     pub fn health_path(self) -> Option<&'static str> {
         match self {
-            Chain::Substrate | Chain::Cosmos => Some("/health"),
-            Chain::Ethereum => None,
+            SimChain::Substrate | SimChain::Cosmos => Some("/health"),
+            SimChain::Ethereum => None,
         }
     }
 
     /// Typical block time of the chain, used when `--block-time` is not given.
     pub fn default_block_time(self) -> Duration {
         match self {
-            Chain::Substrate | Chain::Cosmos => Duration::from_secs(6),
-            Chain::Ethereum => Duration::from_secs(12),
+            SimChain::Substrate | SimChain::Cosmos => Duration::from_secs(6),
+            SimChain::Ethereum => Duration::from_secs(12),
         }
     }
 
@@ -80,9 +81,9 @@ impl Chain {
     /// "blocks behind" arithmetic never sits near zero.
     pub fn base_height(self) -> u64 {
         match self {
-            Chain::Substrate => 1_000_000,
-            Chain::Ethereum => 20_000_000,
-            Chain::Cosmos => 5_000_000,
+            SimChain::Substrate => 1_000_000,
+            SimChain::Ethereum => 20_000_000,
+            SimChain::Cosmos => 5_000_000,
         }
     }
 
@@ -90,23 +91,23 @@ impl Chain {
     /// the simulated Ethereum chain has no finality gadget.
     pub fn finality_lag(self) -> u64 {
         match self {
-            Chain::Substrate => 2,
-            Chain::Ethereum | Chain::Cosmos => 0,
+            SimChain::Substrate => 2,
+            SimChain::Ethereum | SimChain::Cosmos => 0,
         }
     }
 }
 
-impl fmt::Display for Chain {
+impl fmt::Display for SimChain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for Chain {
+impl FromStr for SimChain {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Chain::ALL
+        SimChain::ALL
             .into_iter()
             .find(|c| c.as_str() == s.trim())
             .ok_or_else(|| format!("unknown chain {s:?} (use substrate, ethereum or cosmos)"))
@@ -171,8 +172,8 @@ impl Fault {
 
     /// Whether the fault means anything on `chain`: only Substrate has a finality gadget
     /// separate from block production.
-    pub fn applies_to(self, chain: Chain) -> bool {
-        self != Fault::StopFinality || chain == Chain::Substrate
+    pub fn applies_to(self, chain: SimChain) -> bool {
+        self != Fault::StopFinality || chain == SimChain::Substrate
     }
 
     fn bit(self) -> u16 {
@@ -240,7 +241,7 @@ pub const DEFAULT_SYNC_BEHIND: u64 = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Params {
     /// The node's chain.
-    pub chain: Chain,
+    pub chain: SimChain,
     /// Chain height at `e = 0`.
     pub base: u64,
     /// Block time in nanoseconds (at least 1).
@@ -255,7 +256,7 @@ pub struct Params {
 impl Params {
     /// Parameters for a node of `chain` with the given block time, peers and phase seed
     /// (the node index: phases are spread deterministically).
-    pub fn new(chain: Chain, block_time: Duration, peers: u32, seed: u64) -> Params {
+    pub fn new(chain: SimChain, block_time: Duration, peers: u32, seed: u64) -> Params {
         let block = block_time.as_nanos().max(1);
         Params {
             chain,
@@ -511,7 +512,7 @@ mod tests {
 
     const S: u128 = 1_000_000_000;
 
-    fn params(chain: Chain) -> Params {
+    fn params(chain: SimChain) -> Params {
         Params {
             chain,
             base: 100,
@@ -526,20 +527,20 @@ mod tests {
         for f in Fault::ALL {
             assert_eq!(f.as_str().parse::<Fault>(), Ok(f));
         }
-        for c in Chain::ALL {
-            assert_eq!(c.as_str().parse::<Chain>(), Ok(c));
+        for c in SimChain::ALL {
+            assert_eq!(c.as_str().parse::<SimChain>(), Ok(c));
         }
         let e = "explode".parse::<Fault>().unwrap_err();
         assert!(e.contains("stopBlocks") && e.contains("nonUtf8"), "{e}");
-        assert!("bitcoin".parse::<Chain>().is_err());
-        assert!(Fault::StopFinality.applies_to(Chain::Substrate));
-        assert!(!Fault::StopFinality.applies_to(Chain::Cosmos));
-        assert!(Fault::Die.applies_to(Chain::Ethereum));
+        assert!("bitcoin".parse::<SimChain>().is_err());
+        assert!(Fault::StopFinality.applies_to(SimChain::Substrate));
+        assert!(!Fault::StopFinality.applies_to(SimChain::Cosmos));
+        assert!(Fault::Die.applies_to(SimChain::Ethereum));
     }
 
     #[test]
     fn heights_follow_the_clock() {
-        let p = params(Chain::Substrate);
+        let p = params(SimChain::Substrate);
         let n = NodeState::new();
         let f = n.facts(&p, 0);
         assert_eq!((f.best, f.finalized, f.target, f.peers), (100, 98, 100, 25));
@@ -555,7 +556,7 @@ mod tests {
             assert!(f.network >= f.best && f.network - f.best <= 1, "{f:?}");
         }
         // Chains without separate finality report finalized = best.
-        let c = params(Chain::Cosmos);
+        let c = params(SimChain::Cosmos);
         let f = n.facts(&c, 60 * S);
         assert_eq!(f.finalized, f.best);
     }
@@ -563,21 +564,21 @@ mod tests {
     #[test]
     fn phases_are_spread_and_bounded() {
         let mut phases: Vec<u128> = (0..100)
-            .map(|i| Params::new(Chain::Substrate, Duration::from_secs(6), 25, i).phase)
+            .map(|i| Params::new(SimChain::Substrate, Duration::from_secs(6), 25, i).phase)
             .collect();
         assert!(phases.iter().all(|p| *p < 6 * S));
         phases.sort_unstable();
         phases.dedup();
         assert!(phases.len() > 90);
         // A zero block time cannot divide by zero.
-        let p = Params::new(Chain::Ethereum, Duration::ZERO, 1, 7);
+        let p = Params::new(SimChain::Ethereum, Duration::ZERO, 1, 7);
         assert_eq!(p.block, 1);
         assert!(p.height_at(10) >= p.base);
     }
 
     #[test]
     fn stop_blocks_freezes_then_catches_up() {
-        let p = params(Chain::Substrate);
+        let p = params(SimChain::Substrate);
         let mut n = NodeState::new();
         n.apply(Fault::StopBlocks, FaultOptions::default(), &p, 60 * S);
         let frozen = n.facts(&p, 600 * S);
@@ -595,7 +596,7 @@ mod tests {
 
     #[test]
     fn stop_finality_only_freezes_finality() {
-        let p = params(Chain::Substrate);
+        let p = params(SimChain::Substrate);
         let mut n = NodeState::new();
         n.apply(Fault::StopFinality, FaultOptions::default(), &p, 60 * S);
         let f = n.facts(&p, 120 * S);
@@ -606,7 +607,7 @@ mod tests {
 
     #[test]
     fn faults_combine_and_clear() {
-        let p = params(Chain::Substrate);
+        let p = params(SimChain::Substrate);
         let mut n = NodeState::new();
         let opts = FaultOptions {
             ms: Some(300),
@@ -657,7 +658,7 @@ mod tests {
 
     #[test]
     fn syncing_falls_behind_and_targets_the_network() {
-        let p = params(Chain::Substrate);
+        let p = params(SimChain::Substrate);
         let mut n = NodeState::new();
         n.apply(Fault::Syncing, FaultOptions::default(), &p, 60 * S);
         let f = n.facts(&p, 60 * S);
@@ -692,7 +693,7 @@ mod tests {
 
     #[test]
     fn die_restarts_the_node() {
-        let p = params(Chain::Cosmos);
+        let p = params(SimChain::Cosmos);
         let mut n = NodeState::new();
         assert_eq!(n.facts(&p, 0).started_at, 0);
         n.apply(Fault::Die, FaultOptions::default(), &p, 60 * S);
