@@ -7,10 +7,10 @@ use crate::api::{MonitorPolicy, MonitoredValidator};
 use crate::conditions::{Desired, Status, kind, reason};
 use crate::monitor::Config;
 use crate::policy::Policy;
+use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::ResourceExt;
 use std::sync::Arc;
 
 /// The kind name used in metrics and logs.
