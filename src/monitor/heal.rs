@@ -7,7 +7,7 @@ use super::{Key, Monitor, State};
 use crate::api::MonitorPolicy;
 use crate::conditions::{self, Desired, Status, kind, reason};
 use crate::notice::{self, Notice, What};
-use crate::remediate::guard::{self, FleetState, Hold, Outcome};
+use crate::remediate::guard::{self, ActionOutcome, FleetState, Hold};
 use crate::remediate::plan::{self, Act, Input, Note, Storm, Verdict};
 use crate::remediate::{self, Request, Subject};
 use crate::status::Manager;
@@ -49,6 +49,7 @@ fn what_of(n: &Note) -> What {
     match n.reason {
         reason::ACKNOWLEDGED => What::Acknowledged,
         reason::RECOVERED => What::Recovered,
+        reason::INTERRUPTED => What::RemediationInterrupted,
         "Escalated" => What::Escalated,
         "ManualRestart" => What::ManualRestart,
         "ManualRestartHeld" => What::RemediationHeld,
@@ -184,11 +185,11 @@ impl Monitor {
             .map(|c| (c.reason.clone(), c.message.clone()))
             .unwrap_or_default();
         let outcome = match (&heal.target, self.dry_run) {
-            (_, true) => Outcome::DryRun(format!(
+            (_, true) => ActionOutcome::DryRun(format!(
                 "--dry-run: would run {action} (token {}); nothing was done",
                 act.token
             )),
-            (None, false) => Outcome::Failed("spec.target is not set".into()),
+            (None, false) => ActionOutcome::Failed("spec.target is not set".into()),
             (Some(target), false) => {
                 let t = &config.target;
                 let endpoint =

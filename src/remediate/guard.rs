@@ -371,7 +371,7 @@ pub fn begin(
 
 /// How an action ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ActionOutcome {
     /// Done (the API accepted it, the command exited 0, the webhook answered 2xx).
     Succeeded(String),
     /// It failed; counts as a failed attempt.
@@ -388,28 +388,32 @@ pub enum Outcome {
     DryRun(String),
 }
 
-impl Outcome {
+impl ActionOutcome {
     /// The `result` of the record.
     pub fn result(&self) -> RemediationResult {
         match self {
-            Outcome::Succeeded(_) => RemediationResult::Succeeded,
-            Outcome::Failed(_) => RemediationResult::Failed,
-            Outcome::Blocked { .. } => RemediationResult::Blocked,
-            Outcome::DryRun(_) => RemediationResult::DryRun,
+            ActionOutcome::Succeeded(_) => RemediationResult::Succeeded,
+            ActionOutcome::Failed(_) => RemediationResult::Failed,
+            ActionOutcome::Blocked { .. } => RemediationResult::Blocked,
+            ActionOutcome::DryRun(_) => RemediationResult::DryRun,
         }
     }
 
     /// The message of the record.
     pub fn message(&self) -> &str {
         match self {
-            Outcome::Succeeded(m) | Outcome::Failed(m) | Outcome::DryRun(m) => m,
-            Outcome::Blocked { message, .. } => message,
+            ActionOutcome::Succeeded(m) | ActionOutcome::Failed(m) | ActionOutcome::DryRun(m) => m,
+            ActionOutcome::Blocked { message, .. } => message,
         }
     }
 }
 
 /// Bookkeeping after the action ended: the in-flight record moves to the history.
-pub fn finish(state: &RemediationStatus, outcome: &Outcome, now: Timestamp) -> RemediationStatus {
+pub fn finish(
+    state: &RemediationStatus,
+    outcome: &ActionOutcome,
+    now: Timestamp,
+) -> RemediationStatus {
     let mut s = state.clone();
     let Some(mut record) = s.in_flight.take() else {
         return s;
@@ -417,18 +421,18 @@ pub fn finish(state: &RemediationStatus, outcome: &Outcome, now: Timestamp) -> R
     record.result = outcome.result();
     record.message = truncate(outcome.message(), 512);
     match outcome {
-        Outcome::Failed(_) => {
+        ActionOutcome::Failed(_) => {
             record.recovered = Some(false);
             s.failed_attempts += 1;
         }
-        Outcome::Blocked { retry, .. } => {
+        ActionOutcome::Blocked { retry, .. } => {
             // Not an attempt: give it back, and retry sooner than a full cooldown.
             s.attempts_in_window = s.attempts_in_window.saturating_sub(1);
             s.total_actions = s.total_actions.saturating_sub(1);
             s.cooldown_until = Some(Time(after(now, *retry)));
         }
-        Outcome::DryRun(_) => record.recovered = Some(false),
-        Outcome::Succeeded(_) => {}
+        ActionOutcome::DryRun(_) => record.recovered = Some(false),
+        ActionOutcome::Succeeded(_) => {}
     }
     s.history.push(record);
     trim(&mut s.history);
@@ -568,7 +572,12 @@ mod tests {
     }
 
     /// Acts (begin + finish with `outcome`) at `t`.
-    fn attempt(s: &RemediationStatus, r: &Rules, t: i64, outcome: Outcome) -> RemediationStatus {
+    fn attempt(
+        s: &RemediationStatus,
+        r: &Rules,
+        t: i64,
+        outcome: ActionOutcome,
+    ) -> RemediationStatus {
         let begun = begin(s, r, &Trigger::Policy, &format!("tok-{t}"), at(t));
         assert!(begun.in_flight.is_some());
         finish(&begun, &outcome, at(t))
@@ -639,7 +648,7 @@ mod tests {
             &Default::default(),
             &r,
             0,
-            Outcome::Succeeded("evicted".into()),
+            ActionOutcome::Succeeded("evicted".into()),
         );
         assert_eq!(s.attempts_in_window, 1);
         assert!(matches!(
@@ -648,7 +657,7 @@ mod tests {
         ));
         assert_eq!(decide(&r, &sick(), &fleet(), &s, None, at(61)), act());
         // The second cooldown is twice as long (backoff), capped at maxCooldown.
-        let s = attempt(&s, &r, 61, Outcome::Succeeded("evicted".into()));
+        let s = attempt(&s, &r, 61, ActionOutcome::Succeeded("evicted".into()));
         assert_eq!(s.cooldown_until, Some(Time(at(61 + 120))));
         assert_eq!(
             s.failed_attempts, 1,
@@ -693,7 +702,7 @@ mod tests {
                 act(),
                 "{s:?}"
             );
-            s = attempt(&s, &r, t, Outcome::Succeeded("evicted".into()));
+            s = attempt(&s, &r, t, ActionOutcome::Succeeded("evicted".into()));
             t += 1000;
         }
         match decide(&r, &sick(), &fleet(), &s, None, at(t)) {
@@ -723,10 +732,10 @@ mod tests {
             &Default::default(),
             &r,
             0,
-            Outcome::Failed("API error".into()),
+            ActionOutcome::Failed("API error".into()),
         );
         assert_eq!(s.failed_attempts, 1);
-        let s = attempt(&s, &r, 100, Outcome::Failed("API error".into()));
+        let s = attempt(&s, &r, 100, ActionOutcome::Failed("API error".into()));
         assert!(
             matches!(decide(&r, &sick(), &fleet(), &s, None, at(1000)), Decision::Escalate(why) if why.contains("escalateAfter"))
         );
@@ -735,7 +744,7 @@ mod tests {
     #[test]
     fn a_pdb_refusal_is_retried_and_not_counted() {
         let r = rules();
-        let blocked = Outcome::Blocked {
+        let blocked = ActionOutcome::Blocked {
             message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
             retry: Duration::from_secs(10),
         };
@@ -829,7 +838,7 @@ mod tests {
             &Default::default(),
             &r,
             0,
-            Outcome::Succeeded("evicted".into()),
+            ActionOutcome::Succeeded("evicted".into()),
         );
         let s = healthy(&s, &r, at(30), at(31)).expect("recovery recorded");
         assert_eq!(s.history.last().unwrap().recovered, Some(true));
@@ -880,7 +889,7 @@ mod tests {
                 &s,
                 &r,
                 i * 10_000,
-                Outcome::Failed(format!("failure {i} {}", "x".repeat(1000))),
+                ActionOutcome::Failed(format!("failure {i} {}", "x".repeat(1000))),
             );
         }
         assert_eq!(s.history.len(), HISTORY_LIMIT);

@@ -207,12 +207,14 @@ pub enum ActionError {
     Webhook(#[from] webhook::WebhookError),
 }
 
-impl From<Result<Done, ActionError>> for guard::Outcome {
+impl From<Result<Done, ActionError>> for guard::ActionOutcome {
     fn from(r: Result<Done, ActionError>) -> Self {
         match r {
-            Ok(Done::Acted(m)) => guard::Outcome::Succeeded(m),
-            Ok(Done::Blocked { message, retry }) => guard::Outcome::Blocked { message, retry },
-            Err(e) => guard::Outcome::Failed(e.to_string()),
+            Ok(Done::Acted(m)) => guard::ActionOutcome::Succeeded(m),
+            Ok(Done::Blocked { message, retry }) => {
+                guard::ActionOutcome::Blocked { message, retry }
+            }
+            Err(e) => guard::ActionOutcome::Failed(e.to_string()),
         }
     }
 }
@@ -357,16 +359,16 @@ mod tests {
 
     #[test]
     fn outcomes_keep_the_typed_message() {
-        let failed: guard::Outcome = Err(ActionError::SecretKeyMissing {
+        let failed: guard::ActionOutcome = Err(ActionError::SecretKeyMissing {
             name: "s".into(),
             key: "k".into(),
         })
         .into();
         assert_eq!(
             failed,
-            guard::Outcome::Failed("Secret s has no key \"k\"".into())
+            guard::ActionOutcome::Failed("Secret s has no key \"k\"".into())
         );
-        let blocked: guard::Outcome = Ok(Done::Blocked {
+        let blocked: guard::ActionOutcome = Ok(Done::Blocked {
             message: "pdb".into(),
             retry: Duration::from_secs(5),
         })

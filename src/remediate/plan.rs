@@ -7,7 +7,7 @@
 //! Conditions on the validator: `Remediating` (True while an action runs or waits for the
 //! node to recover; False with the guard's reason when one holds) and `Escalated`.
 
-use super::guard::{self, Decision, FleetState, Hold, Node, Outcome, Rules, Trigger};
+use super::guard::{self, ActionOutcome, Decision, FleetState, Hold, Node, Rules, Trigger};
 use crate::api::{MonitoredValidatorStatus, RemediationStatus};
 use crate::conditions::{self, Desired, Status, kind, reason};
 use jiff::Timestamp;
@@ -205,6 +205,11 @@ pub fn plan(input: &Input<'_>) -> Plan {
             "Vigil restarted while an action ran; it is not repeated and its cooldown stands"
                 .into(),
         );
+        notes.push(note(
+            reason::INTERRUPTED,
+            true,
+            "An action recorded in flight was closed as interrupted (Vigil stopped while it ran); it is not repeated",
+        ));
         return finish(s, transitions, notes, Storm::Unseen, Verdict::Other);
     }
 
@@ -365,7 +370,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
 /// note about it. `action` is the action's API spelling, `trigger` who asked.
 pub fn outcome(
     status: &MonitoredValidatorStatus,
-    result: &Outcome,
+    result: &ActionOutcome,
     act: &Act,
     action: &str,
     generation: Option<i64>,
@@ -375,22 +380,22 @@ pub fn outcome(
     let rem = s.remediation.clone().unwrap_or_default();
     s.remediation = Some(guard::finish(&rem, result, now));
     let (st, why, message) = match result {
-        Outcome::Succeeded(m) => (
+        ActionOutcome::Succeeded(m) => (
             Status::True,
             reason::WAITING_FOR_RECOVERY,
             format!("{action}: {m}; waiting for the node to recover"),
         ),
-        Outcome::Failed(m) => (
+        ActionOutcome::Failed(m) => (
             Status::False,
             reason::ACTION_FAILED,
             format!("{action} failed: {m}"),
         ),
-        Outcome::Blocked { message, .. } => (
+        ActionOutcome::Blocked { message, .. } => (
             Status::False,
             reason::BLOCKED_BY_DISRUPTION_BUDGET,
             format!("{message}; retried later, not counted as an attempt"),
         ),
-        Outcome::DryRun(m) => (Status::False, reason::DRY_RUN, m.clone()),
+        ActionOutcome::DryRun(m) => (Status::False, reason::DRY_RUN, m.clone()),
     };
     let mut transitions = Vec::new();
     conditions::set_noting(
@@ -401,10 +406,10 @@ pub fn outcome(
         &mut transitions,
     );
     let (reason, warning) = match result {
-        Outcome::Succeeded(_) => ("RemediationSucceeded", false),
-        Outcome::Failed(_) => ("RemediationFailed", true),
-        Outcome::Blocked { .. } => ("EvictionBlocked", true),
-        Outcome::DryRun(_) => (reason::DRY_RUN, false),
+        ActionOutcome::Succeeded(_) => ("RemediationSucceeded", false),
+        ActionOutcome::Failed(_) => ("RemediationFailed", true),
+        ActionOutcome::Blocked { .. } => ("EvictionBlocked", true),
+        ActionOutcome::DryRun(_) => (reason::DRY_RUN, false),
     };
     let text = format!(
         "{action} ({}, token {}): {}",
@@ -866,19 +871,19 @@ mod tests {
         };
         let cases = [
             (
-                Outcome::Succeeded("evicted".into()),
+                ActionOutcome::Succeeded("evicted".into()),
                 reason::WAITING_FOR_RECOVERY,
                 "RemediationSucceeded",
                 false,
             ),
             (
-                Outcome::Failed("boom".into()),
+                ActionOutcome::Failed("boom".into()),
                 reason::ACTION_FAILED,
                 "RemediationFailed",
                 true,
             ),
             (
-                Outcome::Blocked {
+                ActionOutcome::Blocked {
                     message: "pdb".into(),
                     retry: Duration::from_secs(5),
                 },
@@ -887,7 +892,7 @@ mod tests {
                 true,
             ),
             (
-                Outcome::DryRun("would".into()),
+                ActionOutcome::DryRun("would".into()),
                 reason::DRY_RUN,
                 reason::DRY_RUN,
                 false,
@@ -905,7 +910,7 @@ mod tests {
                 shown
             );
             // True (in flight) to True (waiting) is no transition; to False it is.
-            let flipped = !matches!(result, Outcome::Succeeded(_));
+            let flipped = !matches!(result, ActionOutcome::Succeeded(_));
             assert_eq!(transitions.len(), usize::from(flipped), "{result:?}");
             assert_eq!((n.reason, n.warning), (noted, warning));
             assert!(n.message.contains("token tok"), "{}", n.message);
