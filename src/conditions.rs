@@ -28,6 +28,12 @@ pub mod kind {
     pub const STORM_ACTIVE: &str = "StormActive";
     /// A pipeline run's outcome.
     pub const SUCCEEDED: &str = "Succeeded";
+    /// A pipeline run's archive was written and verified.
+    pub const ARCHIVED: &str = "Archived";
+    /// The advisor's budget is spent (the rules decide).
+    pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
+    /// An alert channel keeps failing.
+    pub const ALERT_DELIVERY_FAILING: &str = "AlertDeliveryFailing";
 }
 
 /// Condition reasons that are not a probe's, a guard's or an incident's own (those are

@@ -35,6 +35,13 @@ pub struct Metrics {
     pub remediations_blocked: IntCounterVec,
     /// Validators escalated to a person.
     pub escalations: IntCounter,
+    /// Alert notifications, by channel type and result (`sent`, `retried`, `failed`,
+    /// `refused`, `dropped`).
+    pub notifications: IntCounterVec,
+    /// Active alerts, by severity.
+    pub alerts_active: IntGaugeVec,
+    /// Time from queueing a notification to its delivery, by channel type.
+    pub delivery_latency: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -137,8 +144,35 @@ impl Metrics {
             "Validators escalated to a person",
         )
         .expect("valid metric");
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                "vigil_alert_notifications_total",
+                "Alert notifications, by channel type and result",
+            ),
+            &["channel", "result"],
+        )
+        .expect("valid metric");
+        let alerts_active = IntGaugeVec::new(
+            Opts::new("vigil_alerts_active", "Active alerts, by severity"),
+            &["severity"],
+        )
+        .expect("valid metric");
+        let delivery_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "vigil_alert_delivery_seconds",
+                "Time from queueing a notification to its delivery, by channel type",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["channel"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(notifications.clone()),
+            Box::new(alerts_active.clone()),
+            Box::new(delivery_latency.clone()),
             Box::new(remediations.clone()),
             Box::new(remediations_blocked.clone()),
             Box::new(escalations.clone()),
@@ -169,6 +203,9 @@ impl Metrics {
             remediations,
             remediations_blocked,
             escalations,
+            notifications,
+            alerts_active,
+            delivery_latency,
         }
     }
 

@@ -60,6 +60,14 @@ pub enum What {
     StormCleared,
     /// An object could not be read (decode failure).
     InvalidObject,
+    /// A pipeline run's archive was written and verified.
+    ArchiveVerified,
+    /// The advisor gave a diagnosis.
+    Advice,
+    /// A notification was sent (or could not be).
+    AlertSent,
+    /// An alert channel keeps failing, or works again.
+    AlertDelivery,
 }
 
 /// One condition transition.

@@ -10,8 +10,8 @@
 //! with an older CRD, never passed them.
 
 use crate::api::{
-    AdvisorMode, AdvisorProvider, AlertChannel, Dur, HttpUrl, MonitorPolicySpec, RemediationAction,
-    SecretKeyRef, Severity,
+    AdvisorMode, AdvisorProvider, AlertChannel, AlertName, Dur, HttpUrl, MonitorPolicySpec,
+    RemediationAction, SecretKeyRef, Severity,
 };
 use crate::health::Limits;
 use crate::probe::ProbeOptions;
@@ -161,25 +161,30 @@ impl fmt::Display for Usd {
 /// `alerts`, typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alerts {
-    /// Channels, as written (credentials stay Secret references).
+    /// Channels, as written (credentials stay Secret references; URLs checked).
     pub channels: Vec<AlertChannel>,
-    /// Rules with their repeat intervals parsed.
+    /// The rules in force: as written, or the default rule when channels are set without
+    /// rules (every alert of severity `warning` or above to every channel).
     pub rules: Vec<AlertRule>,
     /// Notify when a problem ends.
     pub send_resolved: bool,
+    /// How long a new alert waits before its first notification (grouping).
+    pub group_wait: Duration,
+    /// How long an alert must stay clear before it resolves.
+    pub flap_damping: Duration,
 }
 
 /// One alert rule, typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlertRule {
-    /// Event reasons matched (empty: all).
-    pub events: Vec<String>,
+    /// Alerts matched (empty: all but the opt-in ones).
+    pub alerts: Vec<AlertName>,
     /// Lowest severity sent.
     pub min_severity: Severity,
     /// Channel names (each defined in `channels`).
     pub channels: Vec<String>,
-    /// Repeat while the problem lasts.
-    pub repeat_interval: Duration,
+    /// Repeat while the problem lasts; `None`: the alert's own default.
+    pub repeat_interval: Option<Duration>,
 }
 
 /// Everything wrong with a policy, each a sentence naming its field.
@@ -424,6 +429,49 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<Policy, Problems> {
         if al.channels[..i].iter().any(|d| d.name == ch.name) {
             c.problem(format!("alert channel name {:?} is used twice", ch.name));
         }
+        if ch.name == crate::alert::decide::LOG_CHANNEL {
+            c.problem(format!(
+                "alerts.channels[{i}]: the name {:?} is reserved for the audit log, which gets every alert",
+                ch.name
+            ));
+        }
+        let set = [
+            ch.alertmanager.is_some(),
+            ch.slack.is_some(),
+            ch.webhook.is_some(),
+            ch.email.is_some(),
+        ];
+        if set.iter().filter(|x| **x).count() != 1 {
+            c.problem(format!(
+                "alerts.channels[{i}] must set exactly one of alertmanager, slack, webhook or email"
+            ));
+        }
+        let url = |field: String, u: &HttpUrl| {
+            reqwest::Url::parse(u.as_str())
+                .err()
+                .map(|e| format!("{field}: {e}"))
+        };
+        if let Some(am) = &ch.alertmanager {
+            if am.urls.is_empty() {
+                c.problem(format!(
+                    "alerts.channels[{i}].alertmanager.urls must not be empty"
+                ));
+            }
+            for (j, u) in am.urls.iter().enumerate() {
+                c.0.extend(url(
+                    format!("alerts.channels[{i}].alertmanager.urls[{j}]"),
+                    u,
+                ));
+            }
+        }
+        if let Some(w) = &ch.webhook {
+            c.0.extend(url(format!("alerts.channels[{i}].webhook.url"), &w.url));
+        }
+        if ch.max_per_minute == 0 {
+            c.problem(format!(
+                "alerts.channels[{i}].maxPerMinute must be at least 1"
+            ));
+        }
     }
     let mut rules = Vec::new();
     for (i, rule) in al.rules.iter().enumerate() {
@@ -435,21 +483,38 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<Policy, Problems> {
             }
         }
         rules.push(AlertRule {
-            events: rule.events.clone(),
+            alerts: rule.alerts.clone(),
             min_severity: rule.min_severity,
             channels: rule.channels.clone(),
-            repeat_interval: c.duration(
-                &format!("alerts.rules[{i}].repeatInterval"),
-                &rule.repeat_interval,
-                MAX_POLICY_DURATION,
-                true,
-            ),
+            repeat_interval: rule.repeat_interval.as_ref().map(|d| {
+                c.duration(
+                    &format!("alerts.rules[{i}].repeatInterval"),
+                    d,
+                    MAX_POLICY_DURATION,
+                    true,
+                )
+            }),
+        });
+    }
+    if rules.is_empty() && !al.channels.is_empty() {
+        rules.push(AlertRule {
+            alerts: Vec::new(),
+            min_severity: Severity::Warning,
+            channels: al.channels.iter().map(|ch| ch.name.clone()).collect(),
+            repeat_interval: None,
         });
     }
     let alerts = Alerts {
         channels: al.channels.clone(),
         rules,
         send_resolved: al.send_resolved,
+        group_wait: c.duration("alerts.groupWait", &al.group_wait, MAX_TIMEOUT, false),
+        flap_damping: c.duration(
+            "alerts.flapDamping",
+            &al.flap_damping,
+            MAX_POLICY_DURATION,
+            false,
+        ),
     };
 
     if !c.0.is_empty() {
@@ -625,10 +690,10 @@ mod tests {
                 "rule names a missing channel",
                 |s| {
                     s.alerts.rules.push(SpecRule {
-                        events: vec![],
+                        alerts: vec![],
                         min_severity: Severity::Warning,
                         channels: vec!["pager".into()],
-                        repeat_interval: Dur::new("1h"),
+                        repeat_interval: Some(Dur::new("1h")),
                     })
                 },
                 "names channel \"pager\"",

@@ -30,6 +30,8 @@ pub enum Manager {
     Fleet,
     /// A policy's `StormActive` condition, written by healing.
     Storm,
+    /// Alert records, delivery health and test results (`vigil-alerts`).
+    Alerts,
 }
 
 impl Manager {
@@ -39,6 +41,7 @@ impl Manager {
             Manager::Vigil => "vigil",
             Manager::Fleet => "vigil-fleet",
             Manager::Storm => "vigil-storm",
+            Manager::Alerts => "vigil-alerts",
         }
     }
 }
@@ -172,7 +175,16 @@ mod tests {
 
     #[test]
     fn managers_are_distinct() {
-        let names = [Manager::Vigil, Manager::Fleet, Manager::Storm].map(Manager::as_str);
-        assert_eq!(names, ["vigil", "vigil-fleet", "vigil-storm"]);
+        let names = [
+            Manager::Vigil,
+            Manager::Fleet,
+            Manager::Storm,
+            Manager::Alerts,
+        ]
+        .map(Manager::as_str);
+        assert_eq!(
+            names,
+            ["vigil", "vigil-fleet", "vigil-storm", "vigil-alerts"]
+        );
     }
 }

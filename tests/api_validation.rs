@@ -205,7 +205,7 @@ fn urls_must_be_http_or_https() {
     rejected(
         c,
         &ns,
-        &policy("  alerts:\n    channels: [{name: am, alertmanager: {url: 'am:9093'}}]\n"),
+        &policy("  alerts:\n    channels: [{name: am, alertmanager: {urls: ['am:9093']}}]\n"),
         msg,
     );
 }

@@ -289,6 +289,9 @@ pub struct PipelineRunStatus {
     /// The verified archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<ArchiveStatus>,
+    /// Alerts of this run and whether they are still firing (for repeat and resolve).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<super::AlertRecord>,
 }
 
 /// State of one step.

@@ -459,13 +459,23 @@ pub struct AlertsSpec {
     #[serde(default)]
     #[schemars(length(max = 16))]
     pub channels: Vec<AlertChannel>,
-    /// Which events go to which channels.
+    /// Which alerts go to which channels. Empty (with channels set): every alert of
+    /// severity `warning` or above goes to every channel, each repeated at its default
+    /// interval (see the alert table in the docs).
     #[serde(default)]
     #[schemars(length(max = 32))]
     pub rules: Vec<AlertRule>,
     /// Also notify when a problem ends.
     #[serde(default = "yes")]
     pub send_resolved: bool,
+    /// How long a new alert waits before its first notification, so that a burst (many
+    /// validators failing at once) goes out as one grouped message.
+    #[serde(default = "d10s")]
+    pub group_wait: Dur,
+    /// Flap damping: an alert that clears and fires again within this time neither
+    /// resolves nor fires again; its resolve is sent only after it stayed clear this long.
+    #[serde(default = "d2m")]
+    pub flap_damping: Dur,
 }
 
 impl Default for AlertsSpec {
@@ -474,6 +484,8 @@ impl Default for AlertsSpec {
             channels: Vec::new(),
             rules: Vec::new(),
             send_resolved: yes(),
+            group_wait: d10s(),
+            flap_damping: d2m(),
         }
     }
 }
@@ -501,14 +513,22 @@ pub struct AlertChannel {
     /// SMTP email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailChannel>,
+    /// Throttle: at most this many notifications per minute go to this channel; the rest
+    /// wait in its queue (a notification that would wait past its repeat is dropped, and
+    /// counted).
+    #[serde(default = "twenty")]
+    #[schemars(range(min = 1, max = 600))]
+    pub max_per_minute: u32,
 }
 
 /// Alertmanager API v2.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertmanagerChannel {
-    /// Base URL of Alertmanager, e.g. `http://alertmanager:9093`.
-    pub url: HttpUrl,
+    /// Base URLs of Alertmanager, e.g. `http://alertmanager:9093`; every alert goes to each
+    /// of them (an HA pair, or a cluster, gets every alert).
+    #[schemars(length(min = 1, max = 8))]
+    pub urls: Vec<HttpUrl>,
 }
 
 /// Slack incoming webhook.
@@ -554,6 +574,10 @@ pub struct EmailChannel {
     /// Transport security: `starttls`, `tls` or `none`.
     #[serde(default)]
     pub security: SmtpSecurity,
+    /// Secret key holding extra CA certificates (PEM) to trust for the server, besides the
+    /// system's (a private CA, or a self-signed server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// SMTP transport security.
@@ -569,24 +593,82 @@ pub enum SmtpSecurity {
     None,
 }
 
-/// Which events go to which channels.
+/// Which alerts go to which channels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertRule {
-    /// Event reasons this rule matches (e.g. `NotReady`, `Escalated`, `StormActive`,
-    /// `PipelineFailed`); empty matches every event.
+    /// Alerts this rule matches; empty matches every alert except the opt-in ones
+    /// (`Advice`), which a rule must name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
-    pub events: Vec<String>,
+    pub alerts: Vec<AlertName>,
     /// Lowest severity sent: `info`, `warning` or `critical`.
     #[serde(default)]
     pub min_severity: Severity,
     /// Channel names.
     #[schemars(length(min = 1, max = 16))]
     pub channels: Vec<String>,
-    /// While a problem lasts, repeat the notification this often.
-    #[serde(default = "d4h")]
-    pub repeat_interval: Dur,
+    /// While a problem lasts, notify again this often; unset: the alert's own default (see
+    /// the alert table). Alertmanager channels are refreshed on their own schedule instead
+    /// (Alertmanager repeats by its own `repeat_interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_interval: Option<Dur>,
+}
+
+/// The alerts Vigil raises, by their stable name (the Alertmanager `alertname`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum AlertName {
+    /// A validator is not Ready for a reason no more specific alert names.
+    ValidatorNotReady,
+    /// A validator does not answer its probes (`Reachable=False`).
+    ValidatorUnreachable,
+    /// A validator's best block stopped advancing while its chain moves on.
+    BlockProductionStalled,
+    /// A validator's finalized block lags its best block.
+    FinalityLagging,
+    /// A validator has too few peers.
+    PeersLow,
+    /// A validator is syncing.
+    NotSynced,
+    /// A validator is behind the highest block of its fleet.
+    BehindFleet,
+    /// Vigil cannot tell a validator's health: its answers cannot be read. Not "down".
+    ProbeFailing,
+    /// A remediation healed a validator.
+    RemediationSucceeded,
+    /// A remediation failed.
+    RemediationFailed,
+    /// A remediation was held back (a PodDisruptionBudget, the storm guard, a budget).
+    RemediationBlocked,
+    /// Vigil stopped acting on a validator and waits for a person.
+    Escalated,
+    /// The storm guard holds every restart under a policy.
+    StormActive,
+    /// A chain halted: no validator of it sees new blocks.
+    ChainHalted,
+    /// Most validators of a chain stalled at once.
+    MassStall,
+    /// The advisor's budget is spent; the built-in rules decide until it refills.
+    AdvisorBudgetExhausted,
+    /// The advisor's diagnosis (opt-in: only sent when a rule names it).
+    Advice,
+    /// A pipeline run failed.
+    PipelineRunFailed,
+    /// A pipeline run made no progress for its stall timeout.
+    PipelineRunStalled,
+    /// A pipeline run hit its timeout.
+    PipelineRunTimedOut,
+    /// A pipeline step failed.
+    PipelineStepFailed,
+    /// A run's archive could not be written or verified.
+    ArchiveFailed,
+    /// A run's archive was written and verified.
+    ArchiveVerified,
+    /// A test notification asked for with the `vigil.dev/test-alert` annotation (it goes to
+    /// every channel, whatever the rules).
+    TestAlert,
 }
 
 /// Severity of an alert event.
@@ -631,9 +713,67 @@ pub struct MonitorPolicyStatus {
     /// so it never triggers restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet_incident: Option<FleetIncident>,
-    /// Alerts sent for policy-level events (storm, fleet incident, budget).
+    /// Alerts of the policy itself (storm, fleet incident, budget), each listing the
+    /// validators it is about.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<super::AlertRecord>,
+    /// How each alert channel's deliveries went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_delivery: Vec<ChannelHealth>,
+    /// The last test notification asked for with the `vigil.dev/test-alert` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_test: Option<AlertTest>,
+}
+
+/// How deliveries to one alert channel went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelHealth {
+    /// Channel name.
+    pub channel: String,
+    /// When a notification last went through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<Time>,
+    /// When one last failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Time>,
+    /// Why it last failed (no URL, no credential, no response body).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_error: String,
+    /// Failures in a row since the last success.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// The channel refused for good (e.g. Slack's `channel_not_found`): nothing is retried
+    /// until the policy changes.
+    #[serde(default)]
+    pub permanent: bool,
+}
+
+/// A test notification and how each channel took it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertTest {
+    /// The `vigil.dev/test-alert` value it answered (each value is honoured once).
+    pub token: String,
+    /// When it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<Time>,
+    /// Per channel: `Delivered`, or why not.
+    #[serde(default)]
+    pub results: Vec<AlertTestResult>,
+}
+
+/// How one channel took a test notification.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertTestResult {
+    /// Channel name.
+    pub channel: String,
+    /// Delivered or not.
+    pub delivered: bool,
+    /// Why not (no URL, no credential, no response body).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 /// Advisor spending in the current hour and day.
@@ -727,8 +867,14 @@ fn d30m() -> Dur {
 fn d1h() -> Dur {
     Dur::new("1h")
 }
-fn d4h() -> Dur {
-    Dur::new("4h")
+fn d10s() -> Dur {
+    Dur::new("10s")
+}
+fn d2m() -> Dur {
+    Dur::new("2m")
+}
+fn twenty() -> u32 {
+    20
 }
 fn one() -> u32 {
     1

@@ -472,22 +472,45 @@ pub enum AdviceOutcome {
     NotRecovered,
 }
 
-/// State of one alert for this object, so that repeats and resolves survive restarts.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// State of one alert of this object, so that repeats and resolves survive restarts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertRecord {
-    /// What the alert is about (e.g. the condition type).
-    pub key: String,
+    /// Stable identity of the alert: a hash of its labels.
+    pub fingerprint: String,
+    /// The alert.
+    pub name: super::AlertName,
+    /// What inside the object it is about, when there can be several (a step's name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
     /// How urgent it is: `info`, `warning` or `critical`.
     #[serde(default)]
     pub severity: Severity,
+    /// What was seen (at most 256 bytes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
     /// When the problem started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firing_since: Option<Time>,
-    /// When a notification was last sent.
+    /// When the problem stopped; it resolves once it stayed clear for the flap damping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_sent: Option<Time>,
-    /// Whether the resolve notification was sent.
-    #[serde(default)]
-    pub resolved: bool,
+    pub cleared_at: Option<Time>,
+    /// When it was resolved (and the resolve sent, where `sendResolved` asks for it). A
+    /// resolved record is kept a while for people to read, then dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Time>,
+    /// When each channel was last notified (recorded before sending, so that a restart
+    /// never sends again inside the repeat interval).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<ChannelSent>,
+}
+
+/// When one channel was last notified of an alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelSent {
+    /// Channel name.
+    pub channel: String,
+    /// When.
+    pub at: Time,
 }

@@ -83,7 +83,12 @@ async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> 
     };
     let want = initial_succeeded(&problems, policy.as_ref().map(|(n, s)| (*n, s)));
 
-    let mut status: PipelineRunStatus = run.status.clone().unwrap_or_default();
+    // Alert records belong to the alerter (its own field manager).
+    let current = run.status.clone().map(|mut s| {
+        s.alerts.clear();
+        s
+    });
+    let mut status: PipelineRunStatus = current.clone().unwrap_or_default();
     status.observed_generation = run.meta().generation;
     if status.steps.is_empty() {
         status.steps = run
@@ -110,7 +115,7 @@ async fn reconcile_valid(run: &PipelineRun, ctx: &Ctx) -> Result<Action, Error> 
         &conditions::now(),
     );
     ctx.writer
-        .apply_changed(run, run.status.as_ref(), &status)
+        .apply_changed(run, current.as_ref(), &status)
         .await?;
     tell_change(ctx, &run.object_ref(&()), &change, &want);
     Ok(Action::await_change())

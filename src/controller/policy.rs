@@ -48,10 +48,14 @@ pub async fn reconcile(
 async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
-    // The fleet incident and `StormActive` belong to the monitor (their own field managers):
-    // leave them out, so this apply neither takes them over nor removes them.
+    // The fleet incident and `StormActive` belong to the monitor, alerts and their delivery
+    // to the alerter (their own field managers): leave them out, so this apply neither
+    // takes them over nor removes them.
     let current = policy.status.clone().map(|mut s| {
         s.fleet_incident = None;
+        s.alerts.clear();
+        s.alert_delivery.clear();
+        s.alert_test = None;
         s.conditions.retain(|c| c.type_ == kind::READY);
         s
     });

@@ -324,7 +324,7 @@ impl Monitor {
         match self.writer.read::<MonitoredValidator>(&key.0, &key.1).await {
             Ok(Some(obj)) => self.with_entry(key, |e| {
                 if obj.uid().as_deref() == e.uid() {
-                    e.status = obj.status.clone().unwrap_or_default();
+                    e.status = super::own_status(&obj);
                     e.resource_version = obj.resource_version();
                     e.version += 1;
                     e.written = e.version;

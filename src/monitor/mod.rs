@@ -85,6 +85,14 @@ struct Entry {
     ack_token: Option<String>,
 }
 
+/// The part of a validator's status the monitor writes: alert records belong to the
+/// alerter (their own field manager), so the monitor neither takes them over nor removes them.
+fn own_status(mv: &MonitoredValidator) -> MonitoredValidatorStatus {
+    let mut s = mv.status.clone().unwrap_or_default();
+    s.alerts.clear();
+    s
+}
+
 impl Entry {
     fn new(mv: &MonitoredValidator, config: Arc<Config>, blocked: bool) -> Entry {
         Entry {
@@ -95,7 +103,7 @@ impl Entry {
             next_due: Instant::now(),
             running: false,
             memory: Memory::default(),
-            status: mv.status.clone().unwrap_or_default(),
+            status: own_status(mv),
             last_write: None,
             version: 0,
             written: 0,

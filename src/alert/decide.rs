@@ -1,0 +1,775 @@
+//! The alert decision, pure: given the alert records of the objects under one policy (from
+//! their status), what fires now and the policy's rules, which notifications are due on
+//! which channels, and what each record becomes. The records are written back to status
+//! before anything is sent, so a restart neither repeats a notification inside its repeat
+//! interval nor forgets a resolve.
+//!
+//! - A new alert waits `groupWait`; every alert of the same name joining in that time goes
+//!   out with it (one message per group and channel).
+//! - While it fires, each channel is notified again every repeat interval (Alertmanager
+//!   channels every `refresh`, with an `endsAt` ahead of the next refresh).
+//! - An alert that clears waits `flapDamping`; firing again in that time continues it (no
+//!   resolve, no new notification). After it, the resolve goes to the channels that were
+//!   told (Alertmanager always; the others when `sendResolved`).
+//! - An alert that clears before anyone was told is dropped silently after the damping.
+//! - Events (a remediation's outcome, an archive verified) are told once and never resolve.
+
+use super::catalog::{self, Firing, Kind};
+use crate::api::{AlertName, AlertRecord, ChannelSent, Severity};
+use crate::policy::Alerts;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// How long a record's message may be in status.
+pub const MESSAGE_LIMIT: usize = 256;
+
+/// The timing of decisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// A new alert's wait before its first notification.
+    pub group_wait: Duration,
+    /// How long a cleared alert must stay clear before it resolves.
+    pub flap_damping: Duration,
+    /// How often Alertmanager channels are re-posted while an alert is active.
+    pub refresh: Duration,
+    /// How long a resolved record stays in status.
+    pub retention: Duration,
+}
+
+impl Timing {
+    /// The timing of a validated policy's alerts.
+    pub fn of(alerts: &Alerts) -> Timing {
+        Timing {
+            group_wait: alerts.group_wait,
+            flap_damping: alerts.flap_damping,
+            refresh: REFRESH,
+            retention: RETENTION,
+        }
+    }
+}
+
+/// How often active alerts are re-posted to Alertmanager.
+pub const REFRESH: Duration = Duration::from_secs(60);
+/// How long a resolved record stays in status.
+pub const RETENTION: Duration = Duration::from_secs(3600);
+
+/// The channel every alert goes to whatever the rules: the audit log (`vigil::audit`).
+pub const LOG_CHANNEL: &str = "log";
+
+/// How a channel takes alerts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The audit log: always told, resolves included.
+    Log,
+    /// Alertmanager: refreshed while active, always told of the resolve.
+    Alertmanager,
+    /// Slack, webhook, email: repeated at the rule's interval, resolves when asked.
+    Notify,
+}
+
+/// One channel an alert goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Channel name.
+    pub channel: String,
+    /// Time between two notifications while the alert is active.
+    pub repeat: Duration,
+    /// How the channel takes alerts.
+    pub via: Via,
+}
+
+/// The channels an alert goes to: the audit log, and the channels of the policy's rules
+/// that match (a channel named by several matching rules is notified at the shortest of
+/// their repeat intervals).
+pub fn routes(
+    alerts: &Alerts,
+    name: AlertName,
+    severity: Severity,
+    refresh: Duration,
+) -> Vec<Route> {
+    let info = catalog::info(name);
+    let mut out = vec![Route {
+        channel: LOG_CHANNEL.to_string(),
+        repeat: info.repeat,
+        via: Via::Log,
+    }];
+    for rule in &alerts.rules {
+        let matches = if rule.alerts.is_empty() {
+            !info.opt_in
+        } else {
+            rule.alerts.contains(&name)
+        };
+        if !matches || severity < rule.min_severity {
+            continue;
+        }
+        for ch in &rule.channels {
+            let Some(spec) = alerts.channels.iter().find(|c| &c.name == ch) else {
+                continue;
+            };
+            let is_am = spec.alertmanager.is_some();
+            let repeat = if is_am {
+                refresh
+            } else {
+                rule.repeat_interval.unwrap_or(info.repeat)
+            };
+            match out.iter_mut().find(|r| &r.channel == ch) {
+                Some(r) => r.repeat = r.repeat.min(repeat),
+                None => out.push(Route {
+                    channel: ch.clone(),
+                    repeat,
+                    via: if is_am {
+                        Via::Alertmanager
+                    } else {
+                        Via::Notify
+                    },
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// The stable identity of an alert: a hash of what it is about.
+pub fn fingerprint(
+    namespace: &str,
+    kind: &str,
+    object: &str,
+    name: AlertName,
+    subject: &str,
+) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [namespace, kind, object, catalog::name_str(name), subject] {
+        ctx.update(part.as_bytes());
+        ctx.update(&[0]);
+    }
+    ctx.finish().as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One object's alerts as the decision sees them.
+#[derive(Clone, Debug, Default)]
+pub struct Object<'a> {
+    /// Its alert records, as in its status.
+    pub records: &'a [AlertRecord],
+    /// What fires now (state alerts from its status, events from notices), each with its
+    /// fingerprint.
+    pub firing: Vec<(String, Firing)>,
+}
+
+/// Firing or resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    /// The alert is active.
+    Firing,
+    /// The alert ended.
+    Resolved,
+}
+
+/// One notification due now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Send {
+    /// Index of the object in the decision's input.
+    pub object: usize,
+    /// Channel name.
+    pub channel: String,
+    /// The alert's fingerprint.
+    pub fingerprint: String,
+    /// Firing or resolved.
+    pub state: State,
+    /// The alert (for a resolve, as recorded).
+    pub alert: Firing,
+    /// When it started.
+    pub since: Timestamp,
+    /// A repeat of an earlier notification.
+    pub repeat: bool,
+}
+
+/// What to do now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Each object's records as they become (in input order).
+    pub records: Vec<Vec<AlertRecord>>,
+    /// Notifications due now.
+    pub sends: Vec<Send>,
+}
+
+fn ts(t: &Option<Time>) -> Option<Timestamp> {
+    t.as_ref().map(|t| t.0)
+}
+
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    let d = jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
+    t.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+fn cap(message: &str) -> String {
+    if message.len() <= MESSAGE_LIMIT {
+        return message.to_string();
+    }
+    let mut end = MESSAGE_LIMIT;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+fn record_of(fp: &str, f: &Firing, now: Timestamp) -> AlertRecord {
+    AlertRecord {
+        fingerprint: fp.to_string(),
+        name: f.name,
+        subject: f.subject.clone(),
+        severity: f.severity,
+        message: cap(&f.detail),
+        firing_since: Some(Time(now)),
+        cleared_at: None,
+        resolved_at: None,
+        sent: Vec::new(),
+    }
+}
+
+/// The alert a record stands for (for resolves, and events told later than they came).
+fn firing_of(r: &AlertRecord) -> Firing {
+    Firing {
+        name: r.name,
+        subject: r.subject.clone(),
+        severity: r.severity,
+        detail: r.message.clone(),
+        members: Vec::new(),
+    }
+}
+
+/// Decides what to notify now.
+pub fn decide(
+    objects: &[Object<'_>],
+    alerts: &Alerts,
+    timing: &Timing,
+    now: Timestamp,
+) -> Decision {
+    let route = |f: &Firing| routes(alerts, f.name, f.severity, timing.refresh);
+    // What fires now per object: state alerts as given, plus events recorded and not yet
+    // told everywhere. A resolved record of the same fingerprint starts over.
+    let active: Vec<Vec<(String, Firing, Option<&AlertRecord>)>> = objects
+        .iter()
+        .map(|o| {
+            let mut v: Vec<_> = o
+                .firing
+                .iter()
+                .map(|(fp, f)| {
+                    let r = o
+                        .records
+                        .iter()
+                        .find(|r| &r.fingerprint == fp && r.resolved_at.is_none());
+                    (fp.clone(), f.clone(), r)
+                })
+                .collect();
+            for r in o.records {
+                let pending_event =
+                    catalog::info(r.name).kind == Kind::Event && r.resolved_at.is_none();
+                if pending_event && !v.iter().any(|(fp, ..)| fp == &r.fingerprint) {
+                    v.push((r.fingerprint.clone(), firing_of(r), Some(r)));
+                }
+            }
+            v
+        })
+        .collect();
+
+    // A group (channel, alert) is due when its oldest member not yet told has waited
+    // `groupWait`; then every member not yet told goes with it.
+    let mut oldest: HashMap<(String, AlertName), Timestamp> = HashMap::new();
+    for v in &active {
+        for (_, f, r) in v {
+            let since = r.and_then(|r| ts(&r.firing_since)).unwrap_or(now);
+            for rt in route(f) {
+                let told = r.is_some_and(|r| r.sent.iter().any(|s| s.channel == rt.channel));
+                if !told {
+                    let e = oldest.entry((rt.channel, f.name)).or_insert(since);
+                    *e = (*e).min(since);
+                }
+            }
+        }
+    }
+    let due = |channel: &str, name: AlertName| {
+        oldest
+            .get(&(channel.to_string(), name))
+            .is_some_and(|t| after(*t, timing.group_wait) <= now)
+    };
+
+    let mut decision = Decision::default();
+    for (i, (o, v)) in objects.iter().zip(&active).enumerate() {
+        let mut out: Vec<AlertRecord> = Vec::new();
+        let mut send = |rec: &AlertRecord, alert: &Firing, channel: &str, state, repeat| {
+            decision.sends.push(Send {
+                object: i,
+                channel: channel.to_string(),
+                fingerprint: rec.fingerprint.clone(),
+                state,
+                alert: alert.clone(),
+                since: ts(&rec.firing_since).unwrap_or(now),
+                repeat,
+            });
+        };
+        // Firing now.
+        for (fp, f, r) in v {
+            let info = catalog::info(f.name);
+            let routes = route(f);
+            let mut rec = match r {
+                Some(r) => (*r).clone(),
+                None => record_of(fp, f, now),
+            };
+            rec.cleared_at = None;
+            rec.severity = f.severity;
+            rec.message = cap(&f.detail);
+            rec.sent
+                .retain(|s| routes.iter().any(|rt| rt.channel == s.channel));
+            for rt in &routes {
+                match rec.sent.iter().position(|s| s.channel == rt.channel) {
+                    None if due(&rt.channel, f.name) => {
+                        send(&rec, f, &rt.channel, State::Firing, false);
+                        rec.sent.push(ChannelSent {
+                            channel: rt.channel.clone(),
+                            at: Time(now),
+                        });
+                    }
+                    None => {}
+                    Some(k) => {
+                        let at = rec.sent[k].at.0;
+                        if info.kind == Kind::State && after(at, rt.repeat) <= now {
+                            send(&rec, f, &rt.channel, State::Firing, true);
+                            rec.sent[k].at = Time(now);
+                        }
+                    }
+                }
+            }
+            if info.kind == Kind::Event
+                && routes
+                    .iter()
+                    .all(|rt| rec.sent.iter().any(|s| s.channel == rt.channel))
+            {
+                rec.resolved_at = Some(Time(now)); // told everywhere: done
+            }
+            out.push(rec);
+        }
+        // Not firing now.
+        for r in o.records {
+            if out.iter().any(|x| x.fingerprint == r.fingerprint) {
+                continue;
+            }
+            if let Some(resolved) = ts(&r.resolved_at) {
+                if after(resolved, timing.retention) > now {
+                    out.push(r.clone());
+                }
+                continue;
+            }
+            let mut rec = r.clone();
+            let cleared = rec.cleared_at.get_or_insert(Time(now)).0;
+            let alert = firing_of(&rec);
+            let routes = route(&alert);
+            if after(cleared, timing.flap_damping) <= now {
+                if rec.sent.is_empty() {
+                    continue; // cleared before anyone was told: nothing to resolve
+                }
+                for s in &rec.sent {
+                    if let Some(rt) = routes.iter().find(|rt| rt.channel == s.channel)
+                        && (alerts.send_resolved || rt.via != Via::Notify)
+                    {
+                        send(&rec, &alert, &rt.channel, State::Resolved, false);
+                    }
+                }
+                rec.resolved_at = Some(Time(now));
+            } else {
+                // Damping: Alertmanager must not expire it meanwhile.
+                for s in rec.sent.iter_mut() {
+                    if let Some(rt) = routes.iter().find(|rt| rt.channel == s.channel)
+                        && rt.via == Via::Alertmanager
+                        && after(s.at.0, rt.repeat) <= now
+                    {
+                        s.at = Time(now);
+                        send(r, &alert, &rt.channel, State::Firing, true);
+                    }
+                }
+            }
+            out.push(rec);
+        }
+        // Status order: as before, new records last.
+        let pos: BTreeMap<&str, usize> = o
+            .records
+            .iter()
+            .enumerate()
+            .map(|(k, r)| (r.fingerprint.as_str(), k))
+            .collect();
+        out.sort_by_key(|r| {
+            pos.get(r.fingerprint.as_str())
+                .copied()
+                .unwrap_or(usize::MAX)
+        });
+        decision.records.push(out);
+    }
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AlertChannel, AlertmanagerChannel, HttpUrl, SecretKeyRef, SlackChannel};
+    use crate::policy::AlertRule;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+    fn channel(name: &str, am: bool) -> AlertChannel {
+        AlertChannel {
+            name: name.into(),
+            alertmanager: am.then(|| AlertmanagerChannel {
+                urls: vec![HttpUrl("http://127.0.0.1:9093".into())],
+            }),
+            slack: (!am).then(|| SlackChannel {
+                webhook_url_secret_ref: SecretKeyRef {
+                    name: "s".into(),
+                    key: "url".into(),
+                },
+            }),
+            webhook: None,
+            email: None,
+            max_per_minute: 20,
+        }
+    }
+    fn alerts(rules: Vec<AlertRule>) -> Alerts {
+        Alerts {
+            channels: vec![channel("am", true), channel("slack", false)],
+            rules,
+            send_resolved: true,
+            group_wait: Duration::from_secs(10),
+            flap_damping: Duration::from_secs(120),
+        }
+    }
+    fn rule(
+        names: &[AlertName],
+        min: Severity,
+        channels: &[&str],
+        repeat: Option<u64>,
+    ) -> AlertRule {
+        AlertRule {
+            alerts: names.to_vec(),
+            min_severity: min,
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+            repeat_interval: repeat.map(Duration::from_secs),
+        }
+    }
+    fn default_rule() -> Vec<AlertRule> {
+        vec![rule(&[], Severity::Warning, &["am", "slack"], None)]
+    }
+    fn timing() -> Timing {
+        Timing::of(&alerts(vec![]))
+    }
+
+    #[test]
+    fn routes_follow_the_rules() {
+        use AlertName as A;
+        let a = alerts(vec![
+            rule(&[], Severity::Critical, &["slack"], Some(600)),
+            rule(&[A::PeersLow], Severity::Info, &["slack"], Some(300)),
+            rule(&[A::Advice], Severity::Info, &["am"], None),
+        ]);
+        type Case = (&'static str, AlertName, Severity, Vec<(&'static str, u64)>);
+        let cases: &[Case] = &[
+            (
+                "critical to slack",
+                A::ValidatorUnreachable,
+                Severity::Critical,
+                vec![("slack", 600)],
+            ),
+            (
+                "warning below the first rule",
+                A::FinalityLagging,
+                Severity::Warning,
+                vec![],
+            ),
+            (
+                "named by a rule: the shortest repeat",
+                A::PeersLow,
+                Severity::Critical,
+                vec![("slack", 300)],
+            ),
+            (
+                "opt-in only when named; Alertmanager refreshes",
+                A::Advice,
+                Severity::Info,
+                vec![("am", 60)],
+            ),
+        ];
+        for (what, name, sev, want) in cases {
+            let all = routes(&a, *name, *sev, REFRESH);
+            assert_eq!(all[0].via, Via::Log, "{what}: the log always hears");
+            let got: Vec<_> = all[1..]
+                .iter()
+                .map(|r| (r.channel.clone(), r.repeat.as_secs()))
+                .collect();
+            let want: Vec<_> = want.iter().map(|(c, s)| (c.to_string(), *s)).collect();
+            assert_eq!(got, want, "{what}");
+        }
+        // The default rule: warning and above everywhere, at each alert's own repeat; no
+        // opt-in alerts, no info.
+        let d = alerts(default_rule());
+        let r = routes(&d, A::PipelineRunFailed, Severity::Critical, REFRESH);
+        assert_eq!(r[2].repeat, Duration::from_secs(900));
+        assert_eq!(
+            routes(&d, A::ArchiveVerified, Severity::Info, REFRESH).len(),
+            1
+        );
+        assert_eq!(routes(&d, A::Advice, Severity::Critical, REFRESH).len(), 1);
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_distinct() {
+        let f = |ns, obj, name, subj| fingerprint(ns, "MonitoredValidator", obj, name, subj);
+        let a = f("ns", "val-0", AlertName::PeersLow, "");
+        assert_eq!(a, f("ns", "val-0", AlertName::PeersLow, ""));
+        assert_eq!(a.len(), 16);
+        for other in [
+            f("ns2", "val-0", AlertName::PeersLow, ""),
+            f("ns", "val-1", AlertName::PeersLow, ""),
+            f("ns", "val-0", AlertName::NotSynced, ""),
+            f("ns", "val-0", AlertName::PeersLow, "x"),
+            // No ambiguity from joining the parts.
+            f("ns", "val-0P", AlertName::PeersLow, ""),
+        ] {
+            assert_ne!(a, other);
+        }
+    }
+
+    /// Steps one object through time: the firing alerts at each second, the sends.
+    struct Sim {
+        alerts: Alerts,
+        records: Vec<AlertRecord>,
+        log: Vec<(i64, String, State, bool)>,
+    }
+
+    impl Sim {
+        fn new(rules: Vec<AlertRule>) -> Sim {
+            Sim {
+                alerts: alerts(rules),
+                records: Vec::new(),
+                log: Vec::new(),
+            }
+        }
+        fn tick(&mut self, t: i64, firing: &[Firing]) {
+            let obj = Object {
+                records: &self.records,
+                firing: firing
+                    .iter()
+                    .map(|f| (fingerprint("ns", "V", "v", f.name, &f.subject), f.clone()))
+                    .collect(),
+            };
+            let d = decide(&[obj], &self.alerts, &timing(), at(t));
+            for s in d.sends {
+                self.log.push((t, s.channel, s.state, s.repeat));
+            }
+            self.records = d.records.into_iter().next().unwrap();
+        }
+        fn run(&mut self, from: i64, to: i64, firing: &[Firing]) {
+            for t in from..to {
+                self.tick(t, firing);
+            }
+        }
+        fn sends(&self, channel: &str) -> Vec<(i64, State, bool)> {
+            self.log
+                .iter()
+                .filter(|l| l.1 == channel)
+                .map(|l| (l.0, l.2, l.3))
+                .collect()
+        }
+    }
+
+    fn down() -> Firing {
+        Firing::new(AlertName::ValidatorUnreachable, "connection refused")
+    }
+
+    #[test]
+    fn fire_wait_repeat_clear_resolve() {
+        let mut s = Sim::new(vec![rule(
+            &[],
+            Severity::Warning,
+            &["am", "slack"],
+            Some(600),
+        )]);
+        s.run(0, 1300, &[down()]);
+        // Told after the group wait, repeated every 10 min (Slack) or refreshed every
+        // minute (Alertmanager).
+        assert_eq!(
+            s.sends("slack"),
+            [
+                (10, State::Firing, false),
+                (610, State::Firing, true),
+                (1210, State::Firing, true)
+            ]
+        );
+        let am = s.sends("am");
+        assert_eq!(am[0], (10, State::Firing, false));
+        assert_eq!(am.len(), 1 + (1299 - 10) / 60);
+        assert_eq!(s.records.len(), 1);
+        let since = s.records[0].firing_since.clone();
+        // Clears: nothing during the damping, then one resolve each.
+        s.run(1300, 1500, &[]);
+        let resolves: Vec<_> = s
+            .log
+            .iter()
+            .filter(|l| l.2 == State::Resolved)
+            .map(|l| (l.0, l.1.as_str()))
+            .collect();
+        assert_eq!(resolves, [(1420, "log"), (1420, "am"), (1420, "slack")]);
+        assert!(
+            s.sends("slack")
+                .iter()
+                .all(|l| l.0 < 1300 || l.1 == State::Resolved)
+        );
+        // Kept a while as resolved, with its history, then dropped.
+        assert_eq!(s.records[0].firing_since, since);
+        assert!(s.records[0].resolved_at.is_some());
+        s.tick(1420 + 3600, &[]);
+        assert!(s.records.is_empty());
+    }
+
+    #[test]
+    fn a_flapping_alert_is_told_once_and_resolved_once() {
+        let mut s = Sim::new(vec![rule(&[], Severity::Warning, &["slack"], Some(3600))]);
+        // On 3 s, off 3 s, for ten minutes: shorter than the group wait every time.
+        let on = [down()];
+        for t in 0..600 {
+            s.tick(t, if (t / 3) % 2 == 0 { &on } else { &[] });
+        }
+        assert_eq!(s.sends("slack"), [(12, State::Firing, false)]);
+        s.run(600, 800, &[]);
+        assert_eq!(s.sends("slack").len(), 2);
+        assert_eq!(s.sends("slack")[1].1, State::Resolved);
+    }
+
+    #[test]
+    fn cleared_before_anyone_was_told_is_never_told() {
+        let mut s = Sim::new(default_rule());
+        s.run(0, 5, &[down()]);
+        s.run(5, 300, &[]);
+        assert!(s.log.is_empty());
+        assert!(s.records.is_empty());
+    }
+
+    #[test]
+    fn a_restart_reads_the_records_back() {
+        let mut s = Sim::new(vec![rule(&[], Severity::Warning, &["slack"], Some(900))]);
+        s.run(0, 100, &[down()]);
+        assert_eq!(s.sends("slack").len(), 1);
+        // A new process: the same records (from status), nothing in memory.
+        let mut again = Sim::new(vec![rule(&[], Severity::Warning, &["slack"], Some(900))]);
+        again.records = s.records.clone();
+        again.run(100, 909, &[down()]);
+        assert!(
+            again.sends("slack").is_empty(),
+            "nothing again inside the repeat"
+        );
+        again.tick(910, &[down()]);
+        assert_eq!(again.sends("slack"), [(910, State::Firing, true)]);
+        // ... and resolves what an earlier process told.
+        again.run(911, 1100, &[]);
+        assert_eq!(again.sends("slack")[1].1, State::Resolved);
+    }
+
+    #[test]
+    fn events_are_told_once_and_never_resolved() {
+        let ok = Firing::new(AlertName::RemediationFailed, "restart failed");
+        let mut s = Sim::new(default_rule());
+        s.tick(0, std::slice::from_ref(&ok));
+        // The notice came once; the record carries it through the group wait.
+        s.run(1, 4000, &[]);
+        assert_eq!(s.sends("slack"), [(10, State::Firing, false)]);
+        assert_eq!(s.sends("am"), [(10, State::Firing, false)]);
+        assert!(s.records.is_empty(), "dropped after the retention");
+        // No channel for it: the log still hears, once.
+        let mut quiet = Sim::new(vec![rule(&[], Severity::Critical, &["slack"], None)]);
+        quiet.tick(0, &[ok]);
+        quiet.run(1, 100, &[]);
+        assert_eq!(quiet.sends("log"), [(10, State::Firing, false)]);
+        assert!(quiet.sends("slack").is_empty());
+    }
+
+    #[test]
+    fn resolves_only_where_asked() {
+        let mut s = Sim::new(default_rule());
+        s.alerts.send_resolved = false;
+        s.run(0, 100, &[down()]);
+        s.run(100, 300, &[]);
+        let resolves: Vec<_> = s
+            .log
+            .iter()
+            .filter(|l| l.2 == State::Resolved)
+            .map(|l| l.1.as_str())
+            .collect();
+        assert_eq!(
+            resolves,
+            ["log", "am"],
+            "Alertmanager and the log always learn the end"
+        );
+    }
+
+    #[test]
+    fn a_burst_is_one_group_per_channel() {
+        let a = alerts(default_rule());
+        let names: Vec<String> = (0..6).map(|i| format!("val-{i}")).collect();
+        let mut records: Vec<Vec<AlertRecord>> = vec![Vec::new(); 6];
+        let mut sends = Vec::new();
+        for t in 0..30 {
+            let objects: Vec<Object> = names
+                .iter()
+                .zip(&records)
+                .enumerate()
+                .map(|(i, (n, r))| Object {
+                    records: r,
+                    // They fail one second apart.
+                    firing: if t >= i as i64 {
+                        vec![(
+                            fingerprint("ns", "V", n, AlertName::ValidatorUnreachable, ""),
+                            down(),
+                        )]
+                    } else {
+                        vec![]
+                    },
+                })
+                .collect();
+            let d = decide(&objects, &a, &timing(), at(t));
+            sends.extend(d.sends.into_iter().map(|s| (t, s.channel, s.object)));
+            records = d.records;
+        }
+        // All six go at once, 10 s after the first failed (to the log, am and slack).
+        assert_eq!(sends.len(), 18);
+        assert!(sends.iter().all(|s| s.0 == 10));
+    }
+
+    #[test]
+    fn severity_changes_reach_new_channels() {
+        let mut s = Sim::new(vec![
+            rule(&[], Severity::Warning, &["slack"], Some(3600)),
+            rule(&[], Severity::Critical, &["am"], None),
+        ]);
+        let mut f = down();
+        f.severity = Severity::Warning;
+        s.run(0, 20, std::slice::from_ref(&f));
+        assert!(s.sends("am").is_empty());
+        f.severity = Severity::Critical;
+        s.tick(20, &[f]);
+        assert_eq!(
+            s.sends("am"),
+            [(20, State::Firing, false)],
+            "already past its wait"
+        );
+        assert_eq!(s.sends("slack").len(), 1);
+    }
+
+    #[test]
+    fn messages_are_capped() {
+        let mut s = Sim::new(default_rule());
+        s.tick(0, &[Firing::new(AlertName::PeersLow, "é".repeat(1000))]);
+        assert!(s.records[0].message.len() <= MESSAGE_LIMIT + '…'.len_utf8());
+    }
+}
