@@ -22,6 +22,10 @@ step "OpenSSH server for the SSH tests (from Debian's packages, then cached)"
 SSHD_DIR=$(scripts/sshd-bins.sh) # not `export X=$(...)`: that would hide a failure from set -e
 export VIGIL_TEST_SSHD_DIR=$SSHD_DIR
 
+step "Alertmanager and Mailpit for the alert tests (built once, then cached)"
+ALERT_DIR=$(scripts/alert-bins.sh)
+export VIGIL_TEST_ALERT_DIR=$ALERT_DIR
+
 step "building tests"
 # The integration tests spawn vigil-sim from the same target dir (tests/support/simulator.rs).
 cargo build --locked -p vigil-sim --bin vigil-sim

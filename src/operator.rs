@@ -104,6 +104,8 @@ pub struct Clients {
     /// Remediation actions: never retried by the client, because a refusal is an answer (a
     /// PodDisruptionBudget refuses an eviction with 429; retrying would hide it for minutes).
     pub actions: Client,
+    /// The API server's URL (the base of the `generatorURL` of Alertmanager alerts).
+    pub cluster_url: String,
 }
 
 impl Clients {
@@ -114,9 +116,11 @@ impl Clients {
             .map_err(kube::Error::InferConfig)?;
         let mut actions = config.clone();
         actions.default_retry = false;
+        let cluster_url = config.cluster_url.to_string();
         Ok(Clients {
             api: Client::try_from(config)?,
             actions: Client::try_from(actions)?,
+            cluster_url,
         })
     }
 }
@@ -309,6 +313,27 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
     ));
     let event_task = tokio::spawn(events.subscriber(notices.subscribe()));
     let audit_task = tokio::spawn(crate::notice::audit(notices.subscribe()));
+    // Alerts: decided from status, recorded there, then delivered; only while leading.
+    let alerter = crate::alert::notify::Alerter {
+        writer: StatusWriter::new(client.clone(), metrics.clone()),
+        policies: policies.clone(),
+        validators: validators.clone(),
+        runs: runs.clone(),
+        delivery: crate::alert::deliver::Delivery::new(
+            reqwest::Client::builder()
+                .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+                // A notification goes where it is configured to, never elsewhere.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+            client.clone(),
+            clients.cluster_url.clone(),
+            metrics.clone(),
+        ),
+        notices: notices.clone(),
+        metrics: metrics.clone(),
+    };
+    let alerts = alerter.run(notices.subscribe(), stop.clone());
     let monitor = Monitor::new(
         crate::monitor::Parts {
             client: client.clone(),
@@ -400,7 +425,7 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
             tokio::select! { _ = refresh => {}, _ = stop => {} }
         }
     };
-    futures::join!(v, p, r, monitor.clone().run(stop.clone()), gauge);
+    futures::join!(v, p, r, monitor.clone().run(stop.clone()), gauge, alerts);
     // The last notices (of actions that finished at the stop) reach their subscribers.
     drop(ctx);
     drop(monitor);

@@ -15,7 +15,7 @@ use kube::{Api, Client};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// Notifications waiting per channel; more are dropped (and counted).
@@ -57,8 +57,6 @@ struct Inner {
     metrics: Metrics,
     workers: Mutex<HashMap<ChannelKey, Worker>>,
     health: Mutex<HashMap<ChannelKey, ChannelHealth>>,
-    /// Woken when a channel's health changes.
-    changed: Notify,
 }
 
 /// The channel's type, for metrics.
@@ -91,7 +89,6 @@ impl Delivery {
                 metrics,
                 workers: Mutex::default(),
                 health: Mutex::default(),
-                changed: Notify::new(),
             }),
         }
     }
@@ -209,11 +206,6 @@ impl Delivery {
             })
             .collect()
     }
-
-    /// Resolves when some channel's health changed.
-    pub async fn changed(&self) {
-        self.inner.changed.notified().await
-    }
 }
 
 impl Inner {
@@ -243,8 +235,6 @@ impl Inner {
                 );
             }
         }
-        drop(all);
-        self.changed.notify_waiters();
     }
 
     async fn secret(&self, ns: &str, r: &SecretKeyRef) -> Result<Vec<u8>, SendError> {
@@ -371,6 +361,8 @@ async fn worker(inner: Arc<Inner>, key: ChannelKey, per_minute: u32, mut rx: mps
                 Ok(sink) => send::send(&inner.http, &sink, &job.message, &inner.generator).await,
                 Err(e) => Err(e),
             };
+            // Every try counts, so a dead channel shows as failing while it is retried.
+            inner.record(&key, &result);
             match &result {
                 Ok(()) | Err(SendError::Permanent { .. }) => break,
                 Err(SendError::Retry { after, why }) => {
@@ -401,7 +393,6 @@ async fn worker(inner: Arc<Inner>, key: ChannelKey, per_minute: u32, mut rx: mps
                 tracing::warn!(namespace = %key.0, policy = %key.1, channel = %key.2, error = %why, "alert delivery failed after {ATTEMPTS} tries");
             }
         }
-        inner.record(&key, &result);
         if let Some(done) = job.done {
             let _ = done.send(result);
         }

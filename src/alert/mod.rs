@@ -9,5 +9,6 @@ pub mod catalog;
 pub mod decide;
 pub mod deliver;
 pub mod message;
+pub mod notify;
 pub mod send;
 pub mod throttle;

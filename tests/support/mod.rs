@@ -1,6 +1,7 @@
 //! Test support: the shared local control plane and the operator subprocess.
 #![allow(dead_code)]
 
+pub mod alerting;
 pub mod cluster;
 pub mod operator;
 pub mod receiver;

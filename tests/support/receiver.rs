@@ -34,6 +34,8 @@ pub struct Receiver {
     status: Arc<AtomicU16>,
     /// Milliseconds to wait before answering (0: answer at once).
     delay_ms: Arc<AtomicU64>,
+    /// The body and extra header lines of the answer.
+    reply: Arc<Mutex<(String, Vec<String>)>>,
 }
 
 #[allow(dead_code)]
@@ -44,7 +46,13 @@ impl Receiver {
         let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
         let status = Arc::new(AtomicU16::new(200));
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let (reqs, st, delay) = (requests.clone(), status.clone(), delay_ms.clone());
+        let reply: Arc<Mutex<(String, Vec<String>)>> = Arc::new(Mutex::new(("ok".into(), vec![])));
+        let (reqs, st, delay, rep) = (
+            requests.clone(),
+            status.clone(),
+            delay_ms.clone(),
+            reply.clone(),
+        );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
@@ -54,10 +62,13 @@ impl Receiver {
                 // Recorded before any delay, so that a request counts as soon as it arrived.
                 reqs.lock().unwrap().push(req);
                 let code = st.load(Ordering::SeqCst);
+                let (body, headers) = rep.lock().unwrap().clone();
                 let answer = move |mut conn: std::net::TcpStream| {
+                    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
                     let _ = write!(
                         conn,
-                        "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        "HTTP/1.1 {code} X\r\nContent-Type: text/plain; charset=utf-8\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
                     );
                 };
                 match delay.load(Ordering::SeqCst) {
@@ -78,6 +89,7 @@ impl Receiver {
             requests,
             status,
             delay_ms,
+            reply,
         }
     }
 
@@ -92,6 +104,16 @@ impl Receiver {
 
     /// Answers later requests with `code`.
     pub fn answer(&self, code: u16) {
+        self.status.store(code, Ordering::SeqCst);
+    }
+
+    /// Answers later requests with `code`, this body and these extra header lines (e.g.
+    /// Slack's `channel_not_found`, or `Retry-After: 2` with a 429).
+    pub fn reply(&self, code: u16, body: &str, headers: &[&str]) {
+        *self.reply.lock().unwrap() = (
+            body.to_string(),
+            headers.iter().map(|h| h.to_string()).collect(),
+        );
         self.status.store(code, Ordering::SeqCst);
     }
 
