@@ -1,5 +1,6 @@
 //! Vigil: a Kubernetes operator that watches blockchain validators and pipeline runs.
 
+pub mod advisor;
 pub mod alert;
 pub mod api;
 pub mod conditions;

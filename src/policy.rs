@@ -10,8 +10,8 @@
 //! with an older CRD, never passed them.
 
 use crate::api::{
-    AdvisorMode, AdvisorProvider, AlertChannel, AlertName, Dur, HttpUrl, MonitorPolicySpec,
-    RemediationAction, SecretKeyRef, Severity,
+    AdviceAction, AdvisorMode, AdvisorProvider, AlertChannel, AlertName, Dur, HttpUrl,
+    MonitorPolicySpec, RemediationAction, SecretKeyRef, Severity,
 };
 use crate::health::Limits;
 use crate::probe::ProbeOptions;
@@ -90,8 +90,8 @@ pub struct Advisor {
     pub instructions: Option<String>,
     /// Hard limits.
     pub budget: Budget,
-    /// Actions the advisor may recommend (empty: every remediation action).
-    pub allowed_actions: Vec<RemediationAction>,
+    /// Decisions the advisor may give (empty: all).
+    pub allowed_actions: Vec<AdviceAction>,
     /// Lowest confidence acted on, 0 to 1.
     pub min_confidence: f64,
     /// Apply the recommended action automatically.

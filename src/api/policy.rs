@@ -340,10 +340,12 @@ pub struct AdvisorSpec {
     /// Hard spending limits; when one is reached the advisor is not called.
     #[serde(default)]
     pub budget: AdvisorBudget,
-    /// Actions the advisor may recommend; others are ignored. Empty: every remediation action.
+    /// Decisions the advisor may give (`restart`, `alert`, `investigate`, `escalate`,
+    /// `wait`, `none`); an answer with any other is refused and the rules decide. Empty:
+    /// every decision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
-    pub allowed_actions: Vec<RemediationAction>,
+    #[schemars(length(max = 6))]
+    pub allowed_actions: Vec<AdviceAction>,
     /// Lowest confidence (0 to 1) at which advice is acted on.
     #[serde(default = "seventy_percent")]
     #[schemars(range(min = 0.0, max = 1.0))]
@@ -370,6 +372,48 @@ impl Default for AdvisorSpec {
             min_confidence: seventy_percent(),
             auto_apply: false,
             redact: yes(),
+        }
+    }
+}
+
+/// A decision of the advisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AdviceAction {
+    /// Restart the node (through the remediation guards).
+    Restart,
+    /// Tell people (through alert routing).
+    Alert,
+    /// Look closer (the network, the host); nothing to do automatically.
+    Investigate,
+    /// Stop acting and wait for a person.
+    Escalate,
+    /// Give it time (syncing, catching up).
+    Wait,
+    /// Nothing is wrong enough to act.
+    None,
+}
+
+impl AdviceAction {
+    /// Every decision, in the order of the docs.
+    pub const ALL: [AdviceAction; 6] = [
+        AdviceAction::Restart,
+        AdviceAction::Alert,
+        AdviceAction::Investigate,
+        AdviceAction::Escalate,
+        AdviceAction::Wait,
+        AdviceAction::None,
+    ];
+
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdviceAction::Restart => "restart",
+            AdviceAction::Alert => "alert",
+            AdviceAction::Investigate => "investigate",
+            AdviceAction::Escalate => "escalate",
+            AdviceAction::Wait => "wait",
+            AdviceAction::None => "none",
         }
     }
 }

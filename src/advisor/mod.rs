@@ -1,0 +1,11 @@
+//! The advisor: a diagnosis for an unhealthy validator, from the built-in rules or a
+//! language model, inside hard budgets. This part holds the pure decisions:
+//!
+//! - [`rules`]: the deterministic advisor (symptom class → decision with its reasoning),
+//!   the default and the fallback whenever a model is slow, failing or out of budget;
+//! - [`decision`]: the strict decision object a model must answer, and its parser;
+//! - [`budget`]: checking a call against the budget before it is made, accounting it after.
+
+pub mod budget;
+pub mod decision;
+pub mod rules;
