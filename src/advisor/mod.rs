@@ -4,8 +4,10 @@
 //! - [`rules`]: the deterministic advisor (symptom class → decision with its reasoning),
 //!   the default and the fallback whenever a model is slow, failing or out of budget;
 //! - [`decision`]: the strict decision object a model must answer, and its parser;
-//! - [`budget`]: checking a call against the budget before it is made, accounting it after.
+//! - [`budget`]: checking a call against the budget before it is made, accounting it after;
+//! - [`redact`]: masking addresses, hosts, URLs, keys and secrets in prompts, consistently.
 
 pub mod budget;
 pub mod decision;
+pub mod redact;
 pub mod rules;
