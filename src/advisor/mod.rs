@@ -5,9 +5,11 @@
 //!   the default and the fallback whenever a model is slow, failing or out of budget;
 //! - [`decision`]: the strict decision object a model must answer, and its parser;
 //! - [`budget`]: checking a call against the budget before it is made, accounting it after;
-//! - [`redact`]: masking addresses, hosts, URLs, keys and secrets in prompts, consistently.
+//! - [`redact`]: masking addresses, hosts, URLs, keys and secrets in prompts, consistently;
+//! - [`wire`]: the Anthropic and OpenAI request bodies, answers and failure classes.
 
 pub mod budget;
 pub mod decision;
 pub mod redact;
 pub mod rules;
+pub mod wire;
