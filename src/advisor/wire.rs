@@ -246,7 +246,9 @@ mod tests {
 
     #[test]
     fn failures_from_real_bodies() {
-        let cases: &[(u16, Option<&str>, &str, bool, Option<u64>)] = &[
+        // (status, retry-after, body, worth a retry, seconds to wait)
+        type Case = (u16, Option<&'static str>, &'static str, bool, Option<u64>);
+        let cases: &[Case] = &[
             (
                 429,
                 Some("7"),
