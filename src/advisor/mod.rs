@@ -6,10 +6,12 @@
 //! - [`decision`]: the strict decision object a model must answer, and its parser;
 //! - [`budget`]: checking a call against the budget before it is made, accounting it after;
 //! - [`redact`]: masking addresses, hosts, URLs, keys and secrets in prompts, consistently;
-//! - [`wire`]: the Anthropic and OpenAI request bodies, answers and failure classes.
+//! - [`wire`]: the Anthropic and OpenAI request bodies, answers and failure classes;
+//! - [`gate`]: the question's fingerprint (dedup) and the per-provider circuit breaker.
 
 pub mod budget;
 pub mod decision;
+pub mod gate;
 pub mod redact;
 pub mod rules;
 pub mod wire;
