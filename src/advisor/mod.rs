@@ -7,11 +7,13 @@
 //! - [`budget`]: checking a call against the budget before it is made, accounting it after;
 //! - [`redact`]: masking addresses, hosts, URLs, keys and secrets in prompts, consistently;
 //! - [`wire`]: the Anthropic and OpenAI request bodies, answers and failure classes;
-//! - [`gate`]: the question's fingerprint (dedup) and the per-provider circuit breaker.
+//! - [`gate`]: the question's fingerprint (dedup) and the per-provider circuit breaker;
+//! - [`when`]: who answers (model, rules, nobody) by `advisor.mode` and what happened.
 
 pub mod budget;
 pub mod decision;
 pub mod gate;
 pub mod redact;
 pub mod rules;
+pub mod when;
 pub mod wire;

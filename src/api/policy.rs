@@ -435,12 +435,14 @@ pub enum AdvisorProvider {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum AdvisorMode {
-    /// When a validator turns unhealthy (once per distinct set of symptoms).
+    /// On each new problem of a validator (once per distinct set of symptoms), when the
+    /// first remediation did not fix it, and once per fleet incident.
     #[default]
     OnIssue,
-    /// Only when a validator is escalated.
+    /// The cheap tier: the rules take the first remediation; the model is asked when that
+    /// did not fix the problem, on escalation, and once per fleet incident.
     OnEscalation,
-    /// After every probe (within budget).
+    /// After every unhealthy probe (within budget).
     EveryProbe,
 }
 
