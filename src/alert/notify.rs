@@ -121,6 +121,23 @@ fn is_reason(cs: &[Condition], t: &str, f: impl Fn(&Condition) -> bool) -> bool 
     cs.iter().any(|c| c.type_ == t && f(c))
 }
 
+/// A validator as the policy's fleet alerts list it.
+fn member(v: &MonitoredValidator) -> Member {
+    let cs = v
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    Member {
+        name: v.name_any(),
+        chain: v.spec.chain.as_str().to_string(),
+        unhealthy: is_reason(cs, kind::READY, |c| c.status == "False"),
+        in_incident: is_reason(cs, kind::BLOCK_PRODUCTION, |c| {
+            c.reason == "ChainHalted" || c.reason == "MassStall"
+        }),
+    }
+}
+
 /// What Vigil did about a validator, in a few words.
 fn did_of(v: &MonitoredValidator) -> String {
     let Some(s) = &v.status else {
@@ -258,27 +275,20 @@ impl Alerter {
             decide::fingerprint(&ns, o.kind(), obj, f.name, &f.subject)
         };
         let mut take = |key: &ObjKey| memory.pending.remove(key).unwrap_or_default();
-        let members: Vec<Member> = validators
-            .iter()
-            .map(|v| {
-                let cs = v
-                    .status
-                    .as_ref()
-                    .map(|s| s.conditions.as_slice())
-                    .unwrap_or_default();
-                Member {
-                    name: v.name_any(),
-                    chain: v.spec.chain.as_str().to_string(),
-                    unhealthy: is_reason(cs, kind::READY, |c| c.status == "False"),
-                    in_incident: is_reason(cs, kind::BLOCK_PRODUCTION, |c| {
-                        c.reason == "ChainHalted" || c.reason == "MassStall"
-                    }),
-                }
-            })
-            .collect();
-
-        let mut subjects: Vec<Subject> = Vec::with_capacity(validators.len() + runs.len() + 1);
+        // The fleet alerts list their validators; only then is the list built.
         let pstatus = pol.status.clone().unwrap_or_default();
+        let fleet_alert = conditions::is_true(&pstatus.conditions, kind::STORM_ACTIVE)
+            || pstatus
+                .fleet_incident
+                .as_ref()
+                .is_some_and(|i| i.ended.is_none());
+        let members: Vec<Member> = if fleet_alert {
+            validators.iter().map(|v| member(v)).collect()
+        } else {
+            Vec::new()
+        };
+
+        let mut subjects: Vec<Subject> = Vec::new();
         {
             let key = (Object::Policy, ns.clone(), name.clone());
             let mut firing: Vec<_> = catalog::policy(&pstatus, &members)
@@ -306,8 +316,16 @@ impl Alerter {
         for v in validators {
             let vname = v.name_any();
             let key = (Object::Validator, ns.clone(), vname.clone());
-            let status = v.status.clone().unwrap_or_default();
-            let mut firing: Vec<_> = catalog::validator(&status)
+            let records = v
+                .status
+                .as_ref()
+                .map(|s| s.alerts.as_slice())
+                .unwrap_or_default();
+            let mut firing: Vec<_> = v
+                .status
+                .as_ref()
+                .map(catalog::validator)
+                .unwrap_or_default()
                 .into_iter()
                 .map(|f| (fp(Object::Validator, &vname, &f), f))
                 .collect();
@@ -316,13 +334,12 @@ impl Alerter {
                     .into_iter()
                     .map(|f| (fp(Object::Validator, &vname, &f), f)),
             );
+            if firing.is_empty() && records.is_empty() {
+                continue; // healthy and nothing to resolve: the common case, no work
+            }
             subjects.push(Subject {
                 key,
-                records: v
-                    .status
-                    .as_ref()
-                    .map(|s| s.alerts.as_slice())
-                    .unwrap_or_default(),
+                records,
                 firing,
                 resource_version: v.resource_version(),
                 chain: v.spec.chain.as_str().to_string(),
@@ -332,8 +349,16 @@ impl Alerter {
         for r in runs {
             let rname = r.name_any();
             let key = (Object::Run, ns.clone(), rname.clone());
-            let status = r.status.clone().unwrap_or_default();
-            let mut firing: Vec<_> = catalog::run(&status)
+            let records = r
+                .status
+                .as_ref()
+                .map(|s| s.alerts.as_slice())
+                .unwrap_or_default();
+            let mut firing: Vec<_> = r
+                .status
+                .as_ref()
+                .map(catalog::run)
+                .unwrap_or_default()
                 .into_iter()
                 .map(|f| (fp(Object::Run, &rname, &f), f))
                 .collect();
@@ -342,13 +367,12 @@ impl Alerter {
                     .into_iter()
                     .map(|f| (fp(Object::Run, &rname, &f), f)),
             );
+            if firing.is_empty() && records.is_empty() {
+                continue;
+            }
             subjects.push(Subject {
                 key,
-                records: r
-                    .status
-                    .as_ref()
-                    .map(|s| s.alerts.as_slice())
-                    .unwrap_or_default(),
+                records,
                 firing,
                 resource_version: r.resource_version(),
                 chain: String::new(),
