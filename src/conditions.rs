@@ -75,6 +75,19 @@ pub mod reason {
     pub const RUNNING: &str = "Running";
 }
 
+/// A condition as found in status, for tests (message `"<type> <reason>"`).
+#[cfg(test)]
+pub fn found(type_: &str, status: &str, reason: &str) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: format!("{type_} {reason}"),
+        last_transition_time: now(),
+        observed_generation: None,
+    }
+}
+
 /// `True`, `False` or `Unknown`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {

@@ -50,15 +50,7 @@ pub struct Draft {
 /// A note cut to at most [`NOTE_LIMIT`] bytes on a character boundary, marked with `…`
 /// when cut.
 pub fn cap_note(note: &str) -> String {
-    if note.len() <= NOTE_LIMIT {
-        return note.to_string();
-    }
-    let mark = "…";
-    let mut end = NOTE_LIMIT - mark.len();
-    while !note.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{mark}", &note[..end])
+    crate::text::cap(note, NOTE_LIMIT)
 }
 
 /// The Events of a notice. Condition transitions that would make the same Event but for

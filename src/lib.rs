@@ -23,3 +23,4 @@ pub mod remediate;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod text;

@@ -62,15 +62,7 @@ struct Wire {
 }
 
 fn cap(s: &str, limit: usize) -> String {
-    let s = s.trim();
-    if s.len() <= limit {
-        return s.to_string();
-    }
-    let mut end = limit;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    crate::text::cap(s.trim(), limit)
 }
 
 /// Parses an answer. With `strict`, only the bare object is accepted; without, one code

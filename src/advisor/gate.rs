@@ -25,22 +25,14 @@ pub fn fingerprint(
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in [
+    crate::text::fingerprint(&[
         target,
         &conds.join(","),
         severity,
         &provider,
         model,
         PROMPT_VERSION,
-    ] {
-        ctx.update(part.as_bytes());
-        ctx.update(&[0]);
-    }
-    ctx.finish().as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    ])
 }
 
 /// Whether earlier advice answers this question: same fingerprint, younger than `ttl`.

@@ -176,16 +176,7 @@ mod tests {
     use super::*;
     use crate::api::{RemediationRecord, RemediationStatus};
 
-    fn cond(t: &str, s: &str, r: &str) -> Condition {
-        Condition {
-            type_: t.into(),
-            status: s.into(),
-            reason: r.into(),
-            message: String::new(),
-            last_transition_time: crate::conditions::now(),
-            observed_generation: None,
-        }
-    }
+    use crate::conditions::found as cond;
 
     fn status(cs: Vec<Condition>) -> MonitoredValidatorStatus {
         MonitoredValidatorStatus {

@@ -184,13 +184,7 @@ pub fn failure(status: u16, retry_after: Option<&str>, body: &[u8]) -> CallError
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let p = format!(
-            "{}/../shared/fixtures/real-payloads/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
-    }
+    use crate::probe::test_support::fixture_bytes as fixture;
 
     fn prompt() -> Prompt {
         Prompt {

@@ -369,16 +369,7 @@ mod tests {
     use super::*;
     use crate::api::{FleetIncident, FleetIncidentKind, StepStatus};
 
-    fn cond(t: &str, s: &str, r: &str) -> Condition {
-        Condition {
-            type_: t.into(),
-            status: s.into(),
-            reason: r.into(),
-            message: format!("{t} {r}"),
-            last_transition_time: crate::conditions::now(),
-            observed_generation: None,
-        }
-    }
+    use crate::conditions::found as cond;
     fn names(f: &[Firing]) -> Vec<AlertName> {
         f.iter().map(|f| f.name).collect()
     }

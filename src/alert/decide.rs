@@ -139,15 +139,7 @@ pub fn fingerprint(
     name: AlertName,
     subject: &str,
 ) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in [namespace, kind, object, catalog::name_str(name), subject] {
-        ctx.update(part.as_bytes());
-        ctx.update(&[0]);
-    }
-    ctx.finish().as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::text::fingerprint(&[namespace, kind, object, catalog::name_str(name), subject])
 }
 
 /// One object's alerts as the decision sees them.
@@ -207,14 +199,7 @@ fn after(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 fn cap(message: &str) -> String {
-    if message.len() <= MESSAGE_LIMIT {
-        return message.to_string();
-    }
-    let mut end = MESSAGE_LIMIT;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
+    crate::text::cap(message, MESSAGE_LIMIT)
 }
 
 fn record_of(fp: &str, f: &Firing, now: Timestamp) -> AlertRecord {

@@ -313,13 +313,7 @@ fn smtp_error(err: &lettre::transport::smtp::Error) -> String {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> String {
-        let p = format!(
-            "{}/../shared/fixtures/real-payloads/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
-    }
+    use crate::probe::test_support::fixture_text as fixture;
 
     #[test]
     fn slack_answers_from_real_bodies() {

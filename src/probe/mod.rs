@@ -34,7 +34,7 @@ mod substrate;
 mod tcp;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub use http::{json_matches, json_path, parse_url};
 pub use reqwest::Url;

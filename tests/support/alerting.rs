@@ -14,18 +14,7 @@ use std::time::{Duration, Instant};
 /// The directory with `alertmanager` and `mailpit`.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("VIGIL_TEST_ALERT_DIR").filter(|d| !d.is_empty()) {
-            return PathBuf::from(dir);
-        }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/alert-bins.sh");
-        let out = Command::new(script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("run {script}: {e}"));
-        assert!(out.status.success(), "{script} failed: {}", out.status);
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    DIR.get_or_init(|| super::cached_bins("VIGIL_TEST_ALERT_DIR", "alert-bins.sh"))
 }
 
 fn free_port() -> u16 {

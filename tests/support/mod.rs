@@ -11,6 +11,21 @@ pub mod sshd;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
+/// A directory of cached test binaries: `env` when set, else what `scripts/<script>`
+/// prints (it builds or fetches them once and caches them per user).
+pub fn cached_bins(env: &str, script: &str) -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os(env).filter(|d| !d.is_empty()) {
+        return std::path::PathBuf::from(dir);
+    }
+    let script = format!("{}/scripts/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed: {}", out.status);
+    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 /// Applies the CRDs from `crds/` (server-side, idempotent) and waits until they are Established.
 pub fn install_crds(c: &cluster::Cluster) {
     static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
