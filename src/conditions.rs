@@ -69,6 +69,10 @@ pub mod reason {
     pub const ESCALATED: &str = "Escalated";
     /// Attempts are used up or did not heal the node.
     pub const REMEDIATION_EXHAUSTED: &str = "RemediationExhausted";
+    /// `Escalated`: applied advice escalated the node to a person.
+    pub const ADVISOR_ESCALATED: &str = "AdvisorEscalated";
+    /// `BudgetExhausted`: the advisor is within its budget.
+    pub const WITHIN_BUDGET: &str = "WithinBudget";
     /// The storm guard no longer holds restarts.
     pub const FLEET_HEALTHY: &str = "FleetHealthy";
     /// A run's steps are running.

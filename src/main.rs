@@ -81,6 +81,9 @@ struct RunArgs {
     /// Decide and record every remediation (status, Events, metrics), but never act.
     #[arg(long, env = "VIGIL_DRY_RUN")]
     dry_run: bool,
+    /// Most advisor (LLM) calls in flight at once, across all policies.
+    #[arg(long, env = "VIGIL_ADVISOR_CONCURRENCY", default_value_t = 4)]
+    advisor_concurrency: usize,
 }
 
 fn main() -> ExitCode {
@@ -157,6 +160,7 @@ fn run(args: RunArgs) -> ExitCode {
             probe_concurrency: args.probe_concurrency,
             facts_refresh,
             dry_run: args.dry_run,
+            advisor_concurrency: args.advisor_concurrency,
         };
         match operator::run(client, settings, Shutdown::on_signals()).await {
             Ok(()) => {

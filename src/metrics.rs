@@ -1,8 +1,8 @@
 //! Prometheus metrics, registered once per process.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric Vigil exports.
@@ -42,6 +42,111 @@ pub struct Metrics {
     pub alerts_active: IntGaugeVec,
     /// Time from queueing a notification to its delivery, by channel type.
     pub delivery_latency: HistogramVec,
+    /// The advisor's metrics.
+    pub advisor: AdvisorMetrics,
+}
+
+/// The advisor's metrics.
+#[derive(Clone)]
+pub struct AdvisorMetrics {
+    /// Advice given, by provider (`rules` included) and result (`answered`, `reused`,
+    /// `fleet`, `failed`, `refused`, `budget`, `rules`).
+    pub advice: IntCounterVec,
+    /// Calls to a provider, by provider and result (`ok`, `error`, `invalid`).
+    pub calls: IntCounterVec,
+    /// Tokens billed, by provider and kind (`input`, `output`, `cacheRead`, `cacheWrite`).
+    pub tokens: IntCounterVec,
+    /// Dollars spent, by provider.
+    pub cost: CounterVec,
+    /// Questions answered by earlier advice with the same fingerprint (no call).
+    pub dedup_hits: IntCounter,
+    /// Calls a budget refused, by limit.
+    pub budget_denials: IntCounterVec,
+    /// Policies whose advisor budget is exhausted now.
+    pub budget_exhausted: IntGauge,
+    /// Model answers refused, by reason (`notJson`, `codeFence`, `schema`, `confidence`,
+    /// `notAllowed`).
+    pub invalid_answers: IntCounterVec,
+    /// Recorded outcomes, by whether the advice was applied and the outcome.
+    pub outcomes: IntCounterVec,
+}
+
+impl AdvisorMetrics {
+    fn new(registry: &Registry) -> AdvisorMetrics {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let advice = counter(
+            "vigil_advisor_advice_total",
+            "Advice given, by provider and result",
+            &["provider", "result"],
+        );
+        let calls = counter(
+            "vigil_advisor_calls_total",
+            "Calls to a provider, by provider and result",
+            &["provider", "result"],
+        );
+        let tokens = counter(
+            "vigil_advisor_tokens_total",
+            "Tokens billed, by provider and kind",
+            &["provider", "kind"],
+        );
+        let budget_denials = counter(
+            "vigil_advisor_budget_denials_total",
+            "Advisor calls a budget refused, by limit",
+            &["limit"],
+        );
+        let invalid_answers = counter(
+            "vigil_advisor_invalid_answers_total",
+            "Model answers refused, by reason",
+            &["reason"],
+        );
+        let outcomes = counter(
+            "vigil_advisor_outcomes_total",
+            "Recorded advice outcomes, by applied and outcome",
+            &["applied", "outcome"],
+        );
+        let cost = CounterVec::new(
+            Opts::new(
+                "vigil_advisor_cost_dollars_total",
+                "Dollars spent, by provider",
+            ),
+            &["provider"],
+        )
+        .expect("valid metric");
+        let dedup_hits = IntCounter::new(
+            "vigil_advisor_dedup_hits_total",
+            "Questions answered by earlier advice with the same fingerprint",
+        )
+        .expect("valid metric");
+        let budget_exhausted = IntGauge::new(
+            "vigil_advisor_budget_exhausted",
+            "Policies whose advisor budget is exhausted now",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(cost.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(dedup_hits.clone()),
+            Box::new(budget_exhausted.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        AdvisorMetrics {
+            advice,
+            calls,
+            tokens,
+            cost,
+            dedup_hits,
+            budget_denials,
+            budget_exhausted,
+            invalid_answers,
+            outcomes,
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -188,7 +293,9 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
+        let advisor = AdvisorMetrics::new(&registry);
         Metrics {
+            advisor,
             registry,
             reconciles,
             reconcile_errors,

@@ -43,6 +43,8 @@ pub struct Settings {
     pub facts_refresh: Duration,
     /// Decide and record remediations, never perform them.
     pub dry_run: bool,
+    /// Most advisor calls in flight at once.
+    pub advisor_concurrency: usize,
 }
 
 /// Why the operator stopped other than by a signal.
@@ -349,6 +351,27 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
             dry_run: settings.dry_run,
         },
     );
+    // The advisor: asks, reserves budgets, records advice; only while leading.
+    let adviser = crate::advisor::task::Adviser {
+        writer: StatusWriter::new(client.clone(), metrics.clone()),
+        client: client.clone(),
+        policies: policies.clone(),
+        validators: validators.clone(),
+        caller: Arc::new(crate::advisor::call::Caller::new(
+            reqwest::Client::builder()
+                .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                // A prompt goes to the configured endpoint, never elsewhere.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+            settings.advisor_concurrency,
+        )),
+        monitor: monitor.clone(),
+        notices: notices.clone(),
+        metrics: metrics.clone(),
+    };
+    let advice = adviser.run(notices.subscribe(), stop.clone());
     let ctx: Ctx = Arc::new(Context {
         client: client.clone(),
         notices,
@@ -425,7 +448,15 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
             tokio::select! { _ = refresh => {}, _ = stop => {} }
         }
     };
-    futures::join!(v, p, r, monitor.clone().run(stop.clone()), gauge, alerts);
+    futures::join!(
+        v,
+        p,
+        r,
+        monitor.clone().run(stop.clone()),
+        gauge,
+        alerts,
+        advice
+    );
     // The last notices (of actions that finished at the stop) reach their subscribers.
     drop(ctx);
     drop(monitor);

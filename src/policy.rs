@@ -98,6 +98,18 @@ pub struct Advisor {
     pub auto_apply: bool,
     /// Redact addresses, keys and host names from prompts.
     pub redact: bool,
+    /// How long advice answers the same question without a new call.
+    pub dedup_ttl: Duration,
+    /// Longest one call may take.
+    pub timeout: Duration,
+    /// When after advice its outcome is recorded.
+    pub outcome_after: Duration,
+    /// Extra request headers (name, value).
+    pub headers: Vec<(String, String)>,
+    /// Ask OpenAI-compatible servers for JSON mode.
+    pub json_mode: bool,
+    /// Only the bare JSON object is accepted.
+    pub strict: bool,
 }
 
 /// `advisor.budget`, typed.
@@ -422,7 +434,34 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<Policy, Problems> {
         min_confidence: a.min_confidence,
         auto_apply: a.auto_apply,
         redact: a.redact,
+        dedup_ttl: c.duration("advisor.dedupTtl", &a.dedup_ttl, MAX_POLICY_DURATION, false),
+        timeout: c.duration("advisor.timeout", &a.timeout, MAX_TIMEOUT, true),
+        outcome_after: c.duration(
+            "advisor.outcomeAfter",
+            &a.outcome_after,
+            MAX_POLICY_DURATION,
+            true,
+        ),
+        headers: a
+            .headers
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect(),
+        json_mode: a.json_mode,
+        strict: a.strict,
     };
+    for h in &a.headers {
+        let n = h.name.to_ascii_lowercase();
+        if matches!(
+            n.as_str(),
+            "authorization" | "x-api-key" | "host" | "content-length"
+        ) {
+            c.problem(format!(
+                "advisor.headers: {} is set by Vigil (the key comes from apiKeySecretRef)",
+                h.name
+            ));
+        }
+    }
 
     let al = &spec.alerts;
     for (i, ch) in al.channels.iter().enumerate() {

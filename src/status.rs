@@ -32,6 +32,8 @@ pub enum Manager {
     Storm,
     /// Alert records, delivery health and test results (`vigil-alerts`).
     Alerts,
+    /// Advice, its history, the advisor's spend and `BudgetExhausted` (`vigil-advisor`).
+    Advisor,
 }
 
 impl Manager {
@@ -42,6 +44,7 @@ impl Manager {
             Manager::Fleet => "vigil-fleet",
             Manager::Storm => "vigil-storm",
             Manager::Alerts => "vigil-alerts",
+            Manager::Advisor => "vigil-advisor",
         }
     }
 }
@@ -180,11 +183,18 @@ mod tests {
             Manager::Fleet,
             Manager::Storm,
             Manager::Alerts,
+            Manager::Advisor,
         ]
         .map(Manager::as_str);
         assert_eq!(
             names,
-            ["vigil", "vigil-fleet", "vigil-storm", "vigil-alerts"]
+            [
+                "vigil",
+                "vigil-fleet",
+                "vigil-storm",
+                "vigil-alerts",
+                "vigil-advisor"
+            ]
         );
     }
 }

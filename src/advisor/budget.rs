@@ -3,7 +3,7 @@
 //! reads and writes at their prices). The spend lives in the policy status, so a restart
 //! cannot reset it; the hour and the day roll over by the clock passed in.
 
-use crate::api::AdvisorSpend;
+use crate::api::{AdvisorSpend, BudgetDenial, BudgetLimit};
 use crate::policy::{Budget, Usd};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -85,6 +85,76 @@ pub fn roll(spend: &AdvisorSpend, now: Timestamp) -> AdvisorSpend {
         s.tokens_today = 0;
         s.cost_today = Usd::default().to_string();
     }
+    // A denial lasts as long as the period of its limit.
+    if let Some(d) = &s.denied {
+        let period = match d.limit {
+            BudgetLimit::CallsPerHour => hour,
+            BudgetLimit::TokensPerDay | BudgetLimit::CostPerDay => day,
+        };
+        if d.at.0 < period {
+            s.denied = None;
+        }
+    }
+    s
+}
+
+impl Limit {
+    /// The API spelling.
+    pub fn api(self) -> BudgetLimit {
+        match self {
+            Limit::CallsPerHour => BudgetLimit::CallsPerHour,
+            Limit::TokensPerDay => BudgetLimit::TokensPerDay,
+            Limit::CostPerDay => BudgetLimit::CostPerDay,
+        }
+    }
+
+    /// A metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::CallsPerHour => "callsPerHour",
+            Limit::TokensPerDay => "tokensPerDay",
+            Limit::CostPerDay => "costPerDay",
+        }
+    }
+}
+
+/// The spend after a call was refused by `limit` (shown as `BudgetExhausted` until the
+/// limit's hour or day is over).
+pub fn deny(spend: &AdvisorSpend, limit: Limit, now: Timestamp) -> AdvisorSpend {
+    let mut s = roll(spend, now);
+    s.denied = Some(BudgetDenial {
+        limit: limit.api(),
+        at: Time(now),
+    });
+    s
+}
+
+/// The limit a budget is exhausted by at `now`, if any.
+pub fn exhausted(spend: &AdvisorSpend, now: Timestamp) -> Option<BudgetLimit> {
+    roll(spend, now).denied.map(|d| d.limit)
+}
+
+/// The spend after a reserved call ended: its estimate is given back and what it really
+/// used is counted (the call itself stays counted).
+pub fn settle(
+    spend: &AdvisorSpend,
+    b: &Budget,
+    estimate: &Usage,
+    actual: &Usage,
+    now: Timestamp,
+) -> AdvisorSpend {
+    let mut s = roll(spend, now);
+    s.tokens_today = s
+        .tokens_today
+        .saturating_sub(estimate.total())
+        .saturating_add(actual.total());
+    s.cost_today = Usd {
+        micros: spent(&s)
+            .micros
+            .saturating_sub(cost(estimate, b).micros)
+            .saturating_add(cost(actual, b).micros),
+    }
+    .to_string();
     s
 }
 
@@ -130,6 +200,45 @@ pub fn account(spend: &AdvisorSpend, b: &Budget, usage: &Usage, now: Timestamp) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reservation_settles_to_the_actual_usage_and_denials_expire() {
+        let b = budget();
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let est = Usage {
+            input: 1000,
+            output: 1024,
+            ..Usage::default()
+        };
+        let real = Usage {
+            input: 900,
+            output: 100,
+            cache_read: 400,
+            ..Usage::default()
+        };
+        let reserved = account(&AdvisorSpend::default(), &b, &est, now);
+        let settled = settle(&reserved, &b, &est, &real, now);
+        let direct = account(&AdvisorSpend::default(), &b, &real, now);
+        assert_eq!(settled.tokens_today, direct.tokens_today);
+        assert_eq!(settled.cost_today, direct.cost_today);
+        assert_eq!(settled.calls_this_hour, 1);
+        // A failed call (nothing billed) gives the whole estimate back.
+        let none = settle(&reserved, &b, &est, &Usage::default(), now);
+        assert_eq!((none.tokens_today, none.cost_today.as_str()), (0, "0"));
+
+        let d = deny(&settled, Limit::CallsPerHour, now);
+        assert_eq!(exhausted(&d, now), Some(BudgetLimit::CallsPerHour));
+        let next_hour = Timestamp::from_second(1_800_000_000 + 3600).unwrap();
+        assert_eq!(
+            exhausted(&d, next_hour),
+            None,
+            "a new hour clears callsPerHour"
+        );
+        let d = deny(&settled, Limit::CostPerDay, now);
+        assert_eq!(exhausted(&d, next_hour), Some(BudgetLimit::CostPerDay));
+        let next_day = Timestamp::from_second(1_800_000_000 + 86_400).unwrap();
+        assert_eq!(exhausted(&d, next_day), None);
+    }
 
     fn budget() -> Budget {
         Budget {

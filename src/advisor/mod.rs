@@ -8,12 +8,21 @@
 //! - [`redact`]: masking addresses, hosts, URLs, keys and secrets in prompts, consistently;
 //! - [`wire`]: the Anthropic and OpenAI request bodies, answers and failure classes;
 //! - [`gate`]: the question's fingerprint (dedup) and the per-provider circuit breaker;
-//! - [`when`]: who answers (model, rules, nobody) by `advisor.mode` and what happened.
+//! - [`when`]: who answers (model, rules, nobody) by `advisor.mode` and what happened;
+//! - [`plan`]: one validator's moment, fingerprint, who answers, outcome, applying;
+//! - [`context`]: the prompt (redacted, bounded) and its token estimate.
+//!
+//! The I/O: [`call`] (one provider call: timeouts, retries, breaker, in-flight bound) and
+//! [`task`] (the loop that asks, reserves the budget, records and applies advice).
 
 pub mod budget;
+pub mod call;
+pub mod context;
 pub mod decision;
 pub mod gate;
+pub mod plan;
 pub mod redact;
 pub mod rules;
+pub mod task;
 pub mod when;
 pub mod wire;

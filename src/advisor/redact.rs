@@ -22,6 +22,8 @@ pub enum Kind {
     Secret,
     /// A libp2p peer id.
     Peer,
+    /// A name the caller knows is one (a validator's, a namespace's).
+    Name,
 }
 
 impl Kind {
@@ -33,6 +35,7 @@ impl Kind {
             Kind::Key => "key",
             Kind::Secret => "secret",
             Kind::Peer => "peer",
+            Kind::Name => "name",
         }
     }
 }
@@ -43,6 +46,7 @@ pub struct Redactor {
     masks: HashMap<String, String>,
     values: HashMap<String, String>,
     counts: HashMap<Kind, usize>,
+    names: Vec<String>,
 }
 
 fn word_char(c: char) -> bool {
@@ -117,6 +121,21 @@ impl Redactor {
         m
     }
 
+    /// The mask of a known name (the same name, the same mask); later text that contains
+    /// the name has it masked too.
+    pub fn name(&mut self, name: &str) -> String {
+        if name.is_empty() {
+            return String::new();
+        }
+        let m = self.mask(Kind::Name, name);
+        if !self.names.iter().any(|n| n == name) {
+            self.names.push(name.to_string());
+            // Longest first, so that `val-10` is not masked as `val-1` and a `0`.
+            self.names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        }
+        m
+    }
+
     fn word(&mut self, w: &str) -> String {
         // Brackets around and sentence punctuation after are not part of the value.
         let inner = w.trim_start_matches(['(', '[']);
@@ -171,6 +190,17 @@ impl Redactor {
         if !word.is_empty() {
             out.push_str(&self.word(&word));
         }
+        for n in self.names.clone() {
+            // A name that could be part of a mask's tag is left to the word rules.
+            let tags = ["ip", "host", "url", "key", "secret", "peer", "name"];
+            if n.len() >= 3
+                && !tags.iter().any(|t| t.contains(n.as_str()))
+                && out.contains(n.as_str())
+            {
+                let m = self.mask(Kind::Name, &n);
+                out = out.replace(n.as_str(), &m);
+            }
+        }
         out
     }
 
@@ -213,6 +243,22 @@ mod tests {
         let again = r.redact("10.0.0.5:9944 is down");
         assert!(again.starts_with("<ip-1>"), "{again}");
         assert_eq!(r.unmask(&out), text);
+    }
+
+    #[test]
+    fn known_names_are_masked_wherever_they_appear() {
+        let mut r = Redactor::new();
+        assert_eq!(r.name("val-1"), "<name-1>");
+        assert_eq!(r.name("val-10"), "<name-2>");
+        let out = r.redact("val-10 and val-1 lag; see monitoredvalidator/val-1");
+        assert_eq!(
+            out,
+            "<name-2> and <name-1> lag; see monitoredvalidator/<name-1>"
+        );
+        assert_eq!(
+            r.unmask(&out),
+            "val-10 and val-1 lag; see monitoredvalidator/val-1"
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ const fn mins(m: u64) -> Duration {
 }
 
 /// Every alert, in the order of the table in the docs.
-pub const ALL: [AlertName; 24] = [
+pub const ALL: [AlertName; 25] = [
     AlertName::ValidatorNotReady,
     AlertName::ValidatorUnreachable,
     AlertName::BlockProductionStalled,
@@ -58,6 +58,7 @@ pub const ALL: [AlertName; 24] = [
     AlertName::MassStall,
     AlertName::AdvisorBudgetExhausted,
     AlertName::Advice,
+    AlertName::AdvisorAlert,
     AlertName::PipelineRunFailed,
     AlertName::PipelineRunStalled,
     AlertName::PipelineRunTimedOut,
@@ -120,6 +121,7 @@ pub fn info(name: AlertName) -> Info {
             opt_in: true,
             ..row(Inf, mins(0), Event, "Advisor's diagnosis")
         },
+        A::AdvisorAlert => row(Warning, mins(0), Event, "The advisor asks people to look"),
         A::PipelineRunFailed => row(Critical, mins(15), State, "Pipeline run failed"),
         A::PipelineRunStalled => row(Warning, mins(60), State, "Pipeline run stalled"),
         A::PipelineRunTimedOut => row(Critical, mins(15), State, "Pipeline run timed out"),
@@ -154,6 +156,7 @@ pub fn name_str(name: AlertName) -> &'static str {
         A::MassStall => "MassStall",
         A::AdvisorBudgetExhausted => "AdvisorBudgetExhausted",
         A::Advice => "Advice",
+        A::AdvisorAlert => "AdvisorAlert",
         A::PipelineRunFailed => "PipelineRunFailed",
         A::PipelineRunStalled => "PipelineRunStalled",
         A::PipelineRunTimedOut => "PipelineRunTimedOut",
@@ -350,6 +353,9 @@ pub fn run(status: &PipelineRunStatus) -> Vec<Firing> {
     out
 }
 
+/// The reason of the notice of applied advice that asks people to look.
+pub const ADVISOR_ALERT: &str = "AdvisorAlert";
+
 /// The event alert a notice is, if any.
 pub fn event(n: &Notice) -> Option<Firing> {
     let name = match n.what {
@@ -358,6 +364,7 @@ pub fn event(n: &Notice) -> Option<Firing> {
         What::RemediationFailed => AlertName::RemediationFailed,
         What::RemediationBlocked | What::RemediationHeld => AlertName::RemediationBlocked,
         What::ArchiveVerified => AlertName::ArchiveVerified,
+        What::Advice if n.reason == ADVISOR_ALERT => AlertName::AdvisorAlert,
         What::Advice => AlertName::Advice,
         _ => return None,
     };

@@ -6,7 +6,7 @@
 
 use super::message::Message;
 use super::send::{self, Email, SendError, Sink};
-use super::throttle::{Throttle, backoff};
+use super::throttle::{Throttle, backoff, jitter};
 use crate::api::{AlertChannel, ChannelHealth, SecretKeyRef};
 use crate::metrics::Metrics;
 use k8s_openapi::api::core::v1::Secret;
@@ -317,19 +317,6 @@ impl Inner {
             ca,
         }))
     }
-}
-
-/// A number in [0, 1) that differs between calls (for jitter; not for secrets).
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 async fn worker(inner: Arc<Inner>, key: ChannelKey, per_minute: u32, mut rx: mpsc::Receiver<Job>) {

@@ -54,6 +54,19 @@ pub fn backoff(attempt: u32, jitter: f64) -> Duration {
     nominal.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
+/// A number in [0, 1) that differs between calls (for jitter; not for secrets).
+pub fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

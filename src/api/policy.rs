@@ -356,6 +356,40 @@ pub struct AdvisorSpec {
     /// Remove addresses, keys and host names from what is sent to the provider.
     #[serde(default = "yes")]
     pub redact: bool,
+    /// How long advice answers the same question (same fingerprint: target, failing
+    /// conditions and reasons, severity, provider, model, prompt version) without a new call.
+    #[serde(default = "dedup_ttl")]
+    pub dedup_ttl: Dur,
+    /// Longest one call to the provider may take; past it the rules decide.
+    #[serde(default = "advisor_timeout")]
+    pub timeout: Timeout,
+    /// How long after advice its outcome (did the node recover?) is recorded.
+    #[serde(default = "outcome_after")]
+    pub outcome_after: Dur,
+    /// Extra HTTP headers sent to the provider (e.g. an `OpenAI-Organization` or a gateway's
+    /// routing header). Not for secrets: the key comes from `apiKeySecretRef`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub headers: Vec<HttpHeader>,
+    /// Ask OpenAI-compatible servers for a JSON object answer (`response_format`); turn off
+    /// for servers that reject it.
+    #[serde(default = "yes")]
+    pub json_mode: bool,
+    /// Accept only the bare JSON object (no Markdown code fence around it).
+    #[serde(default = "yes")]
+    pub strict: bool,
+}
+
+/// One extra HTTP header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpHeader {
+    /// Header name.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9-]+$"))]
+    pub name: String,
+    /// Header value.
+    #[schemars(length(max = 1024))]
+    pub value: String,
 }
 
 impl Default for AdvisorSpec {
@@ -372,6 +406,12 @@ impl Default for AdvisorSpec {
             min_confidence: seventy_percent(),
             auto_apply: false,
             redact: yes(),
+            dedup_ttl: dedup_ttl(),
+            timeout: advisor_timeout(),
+            outcome_after: outcome_after(),
+            headers: Vec::new(),
+            json_mode: yes(),
+            strict: yes(),
         }
     }
 }
@@ -700,6 +740,8 @@ pub enum AlertName {
     AdvisorBudgetExhausted,
     /// The advisor's diagnosis (opt-in: only sent when a rule names it).
     Advice,
+    /// Applied advice (`autoApply`) asks people to look.
+    AdvisorAlert,
     /// A pipeline run failed.
     PipelineRunFailed,
     /// A pipeline run made no progress for its stall timeout.
@@ -755,6 +797,10 @@ pub struct MonitorPolicyStatus {
     /// Advisor spending, for the hard budgets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advisor_spend: Option<AdvisorSpend>,
+    /// The advisor's diagnosis of the current or most recent fleet incident: one call for
+    /// the whole fleet, copied to each validator it touches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_advice: Option<super::AdviceRecord>,
     /// The current or most recent fleet-wide incident (e.g. a chain halt): not a node fault,
     /// so it never triggers restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -841,6 +887,31 @@ pub struct AdvisorSpend {
     /// Dollars spent today, as a decimal string.
     #[serde(default)]
     pub cost_today: String,
+    /// The last call a budget refused, while its hour or day lasts (`BudgetExhausted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied: Option<BudgetDenial>,
+}
+
+/// A call a budget refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetDenial {
+    /// The limit it would have passed.
+    pub limit: BudgetLimit,
+    /// When.
+    pub at: Time,
+}
+
+/// One of the advisor's hard limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum BudgetLimit {
+    /// `budget.callsPerHour`.
+    CallsPerHour,
+    /// `budget.tokensPerDay`.
+    TokensPerDay,
+    /// `budget.costPerDay`.
+    CostPerDay,
 }
 
 /// A problem of the whole fleet of one chain rather than of one node.
@@ -963,6 +1034,15 @@ fn zero_price() -> String {
 }
 fn max_tokens() -> u32 {
     1024
+}
+fn dedup_ttl() -> Dur {
+    Dur::new("24h")
+}
+fn advisor_timeout() -> Timeout {
+    Timeout::new("20s")
+}
+fn outcome_after() -> Dur {
+    Dur::new("10m")
 }
 fn smtp_port() -> u16 {
     587

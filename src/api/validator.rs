@@ -272,6 +272,10 @@ pub struct MonitoredValidatorStatus {
     /// The last diagnosis from the advisor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advice: Option<AdviceRecord>,
+    /// Earlier diagnoses, newest last (bounded), with their outcomes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub advice_history: Vec<AdviceRecord>,
     /// Alerts sent for this node and whether they are still firing (for repeat and resolve).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertRecord>,
@@ -358,6 +362,9 @@ pub struct RemediationStatus {
     /// The last `vigil.dev/ack` annotation token that was honoured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_ack_token: Option<String>,
+    /// The last applied advice (its fingerprint and time) that healing has handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_advice_token: Option<String>,
     /// The most recent actions, newest last (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
@@ -423,14 +430,15 @@ impl RemediationResult {
     }
 }
 
-/// The last diagnosis from the advisor.
+/// One diagnosis from the advisor.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdviceRecord {
     /// When the advice was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<Time>,
-    /// Fingerprint of the symptoms the advice answered (same symptoms, no new call).
+    /// Fingerprint of the question it answered (same fingerprint within `dedupTtl`: no new
+    /// call).
     #[serde(default)]
     pub fingerprint: String,
     /// The advisor that answered: `rules`, `anthropic` or `openai`.
@@ -439,7 +447,14 @@ pub struct AdviceRecord {
     /// Model that answered.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub model: String,
-    /// Recommended action.
+    /// How this advice came about.
+    #[serde(default)]
+    pub source: AdviceSource,
+    /// Why the rules answered rather than the model (mode, budget, provider failing, answer
+    /// refused), or what the advice was reused from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    /// Recommended action: `restart`, `alert`, `investigate`, `escalate`, `wait` or `none`.
     #[serde(default)]
     pub action: String,
     /// Confidence between 0 and 1.
@@ -448,16 +463,52 @@ pub struct AdviceRecord {
     /// One-paragraph diagnosis.
     #[serde(default)]
     pub summary: String,
-    /// Input tokens spent.
+    /// Why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reasoning: String,
+    /// What the diagnosis rests on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub evidence: Vec<String>,
+    /// Input tokens spent (cache reads and writes included).
     #[serde(default)]
     pub input_tokens: u64,
     /// Output tokens spent.
     #[serde(default)]
     pub output_tokens: u64,
+    /// What the call cost, in US dollars.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cost: String,
+    /// Whether Vigil acted on it (`autoApply`).
+    #[serde(default)]
+    pub applied: bool,
+    /// Why it was or was not acted on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub applied_note: String,
     /// Whether the node recovered afterwards: `Pending` (not known yet), `Recovered` or
     /// `NotRecovered`.
     #[serde(default)]
     pub outcome: AdviceOutcome,
+    /// When the outcome was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_time: Option<Time>,
+}
+
+/// How a piece of advice came about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AdviceSource {
+    /// The built-in rules decided.
+    #[default]
+    Rules,
+    /// A model answered this question.
+    Model,
+    /// Earlier advice with the same fingerprint answered it (no call).
+    Reused,
+    /// One call answered several validators with the same symptoms.
+    Batch,
+    /// The fleet incident's one call answered it.
+    Fleet,
 }
 
 /// Whether a node recovered after advice.

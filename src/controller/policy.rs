@@ -49,10 +49,13 @@ async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Er
     let namespace = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
     // The fleet incident and `StormActive` belong to the monitor, alerts and their delivery
-    // to the alerter (their own field managers): leave them out, so this apply neither
-    // takes them over nor removes them.
+    // to the alerter, the spend, fleet advice and `BudgetExhausted` to the advisor (their
+    // own field managers): leave them out, so this apply neither takes them over nor
+    // removes them.
     let current = policy.status.clone().map(|mut s| {
         s.fleet_incident = None;
+        s.advisor_spend = None;
+        s.fleet_advice = None;
         s.alerts.clear();
         s.alert_delivery.clear();
         s.alert_test = None;

@@ -95,6 +95,7 @@ impl Monitor {
                 generation: e.config.generation,
                 restart: e.restart_token.as_deref(),
                 ack: e.ack_token.as_deref(),
+                advice: e.advice.as_ref().map(|(t, esc)| (t.as_str(), *esc)),
                 fleet: None,
                 now,
                 dry_run: self.dry_run,

@@ -83,13 +83,18 @@ struct Entry {
     restart_token: Option<String>,
     /// The `vigil.dev/ack` annotation as last seen.
     ack_token: Option<String>,
+    /// Applied advice for healing: its token, and whether it escalates (else restarts).
+    advice: Option<(String, bool)>,
 }
 
 /// The part of a validator's status the monitor writes: alert records belong to the
-/// alerter (their own field manager), so the monitor neither takes them over nor removes them.
+/// alerter and advice to the advisor (their own field managers), so the monitor neither
+/// takes them over nor removes them.
 fn own_status(mv: &MonitoredValidator) -> MonitoredValidatorStatus {
     let mut s = mv.status.clone().unwrap_or_default();
     s.alerts.clear();
+    s.advice = None;
+    s.advice_history.clear();
     s
 }
 
@@ -111,6 +116,7 @@ impl Entry {
             acting: false,
             restart_token: None,
             ack_token: None,
+            advice: None,
         }
     }
 
@@ -366,6 +372,14 @@ impl Monitor {
             st.entries.insert(key.clone(), e);
         }
         self.publish(&key, evaluate::Update::Ready(ready)).await;
+    }
+
+    /// Applied advice asks healing for a restart (through every guard) or an escalation;
+    /// the plan handles each token once (recorded in status).
+    pub fn advised(self: &Arc<Self>, key: &Key, token: String, escalate: bool) {
+        self.with_entry(key, |e| e.advice = Some((token, escalate)));
+        let (me, key) = (self.clone(), key.clone());
+        self.tasks.spawn(async move { me.heal(&key).await });
     }
 
     /// Forgets a validator (deleted).

@@ -128,6 +128,8 @@ pub enum Trigger {
     Policy,
     /// A person, with the `vigil.dev/restart` token.
     Manual(String),
+    /// Applied advice (`advisor.autoApply`), with its token; every guard applies.
+    Advice(String),
 }
 
 impl Trigger {
@@ -136,6 +138,7 @@ impl Trigger {
         match self {
             Trigger::Policy => "policy",
             Trigger::Manual(_) => "manual",
+            Trigger::Advice(_) => "advice",
         }
     }
 }
@@ -354,8 +357,10 @@ pub fn begin(
     s.last_action = Some(action.clone());
     s.last_action_time = Some(Time(now));
     s.cooldown_until = Some(Time(after(now, rules.cooldown_for(s.attempts_in_window))));
-    if let Trigger::Manual(t) = trigger {
-        s.last_restart_token = Some(t.clone());
+    match trigger {
+        Trigger::Manual(t) => s.last_restart_token = Some(t.clone()),
+        Trigger::Advice(t) => s.last_advice_token = Some(t.clone()),
+        Trigger::Policy => {}
     }
     s.in_flight = Some(RemediationRecord {
         token: token.to_string(),

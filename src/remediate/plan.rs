@@ -31,6 +31,8 @@ pub struct Input<'a> {
     pub restart: Option<&'a str>,
     /// The `vigil.dev/ack` annotation as seen.
     pub ack: Option<&'a str>,
+    /// Applied advice not yet handled: its token, and whether it escalates (else restarts).
+    pub advice: Option<(&'a str, bool)>,
     /// The policy's fleet; needed only when [`needs_fleet`] says so (else ignored).
     pub fleet: Option<&'a FleetState>,
     /// The time of the decision.
@@ -117,6 +119,13 @@ pub fn token(uid: Option<&str>, n: u32, now: Timestamp) -> String {
     format!("{uid}-{n}-{}", now.as_millisecond())
 }
 
+/// Applied advice this plan has not handled yet.
+fn advice<'a>(input: &Input<'a>, rem: Option<&RemediationStatus>) -> Option<(&'a str, bool)> {
+    input
+        .advice
+        .filter(|(t, _)| rem.and_then(|r| r.last_advice_token.as_deref()) != Some(*t))
+}
+
 fn manual<'a>(input: &Input<'a>, rem: Option<&RemediationStatus>) -> Option<&'a str> {
     input
         .restart
@@ -142,6 +151,7 @@ pub fn quiet(input: &Input<'_>) -> bool {
     });
     let no_requests = s.remediation.is_some() || (input.restart.is_none() && input.ack.is_none());
     rem_quiet
+        && advice(input, s.remediation.as_ref()).is_none()
         && no_requests
         && conditions::status_of(&s.conditions, kind::READY) != Some(Status::False)
         && !conditions::is_true(&s.conditions, kind::REMEDIATING)
@@ -234,6 +244,26 @@ pub fn plan(input: &Input<'_>) -> Plan {
         return finish(s, transitions, notes, Storm::Unseen, Verdict::Other);
     }
 
+    let advised = advice(input, Some(&rem));
+    if let Some((t, true)) = advised {
+        s.remediation.get_or_insert_default().last_advice_token = Some(t.to_string());
+        if !escalated {
+            let why = format!(
+                "The advisor escalated (advice {t}); a person must look (annotate vigil.dev/ack=<token> to clear)"
+            );
+            set(
+                &mut s,
+                kind::ESCALATED,
+                Status::True,
+                reason::ADVISOR_ESCALATED,
+                why.clone(),
+            );
+            notes.push(note("Escalated", true, why));
+            return finish(s, transitions, notes, Storm::Unseen, Verdict::Escalated);
+        }
+        return finish(s, transitions, notes, Storm::Unseen, Verdict::Other);
+    }
+
     let ready = conditions::get(&s.conditions, kind::READY);
     let ready_status = ready.map(|c| Status::parse(&c.status));
     let since = ready.map(|c| c.last_transition_time.0);
@@ -260,7 +290,35 @@ pub fn plan(input: &Input<'_>) -> Plan {
         Some(_) => Storm::Clear,
     };
 
-    match guard::decide(rules, &node, &fleet, &rem, manual, input.now) {
+    let mut decision = guard::decide(rules, &node, &fleet, &rem, manual, input.now);
+    if let Some((t, false)) = advised {
+        match &decision {
+            Decision::Act {
+                trigger: Trigger::Policy,
+            } => {
+                decision = Decision::Act {
+                    trigger: Trigger::Advice(t.to_string()),
+                }
+            }
+            Decision::Act { .. } => {}
+            other => {
+                // Held or not needed: handled once, never queued (healing acts by the
+                // policy when the hold ends).
+                s.remediation.get_or_insert_default().last_advice_token = Some(t.to_string());
+                let why = match other {
+                    Decision::Hold(h) => h.message(),
+                    Decision::Escalate(w) => w.clone(),
+                    _ => "the node is not unhealthy".to_string(),
+                };
+                notes.push(note(
+                    "AdvisedRestartHeld",
+                    false,
+                    format!("The advisor's restart (advice {t}) is not run: {why}"),
+                ));
+            }
+        }
+    }
+    match decision {
         Decision::Nothing => {
             if let (true, Some(since)) = (node.healthy, node.healthy_since)
                 && let Some(new) = guard::healthy(&rem, rules, since, input.now)
@@ -347,12 +405,18 @@ pub fn plan(input: &Input<'_>) -> Plan {
                 reason::IN_FLIGHT,
                 format!("{action} {what} (token {token})"),
             );
-            if let Trigger::Manual(t) = &trigger {
-                notes.push(note(
+            match &trigger {
+                Trigger::Manual(t) => notes.push(note(
                     "ManualRestart",
                     false,
                     format!("vigil.dev/restart={t}: {action} requested by a person"),
-                ));
+                )),
+                Trigger::Advice(t) => notes.push(note(
+                    "AdvisedRestart",
+                    false,
+                    format!("{action} requested by applied advice {t}, within every guard"),
+                )),
+                Trigger::Policy => {}
             }
             Plan {
                 status: Some(s),
@@ -482,6 +546,7 @@ mod tests {
         suspended: bool,
         restart: Option<&'static str>,
         ack: Option<&'static str>,
+        advice: Option<(&'static str, bool)>,
         fleet: FleetState,
         now: i64,
         dry_run: bool,
@@ -500,6 +565,7 @@ mod tests {
             suspended: false,
             restart: None,
             ack: None,
+            advice: None,
             fleet: fleet(10, 1),
             now: 1000,
             dry_run: false,
@@ -539,6 +605,7 @@ mod tests {
             generation: Some(1),
             restart: c.restart,
             ack: c.ack,
+            advice: c.advice,
             fleet: Some(&c.fleet),
             now: at(c.now),
             dry_run: c.dry_run,
@@ -697,6 +764,45 @@ mod tests {
                 ..case("a manual restart of a healthy node acts", status("True"))
             },
             Case {
+                advice: Some(("adv-1", false)),
+                acts: Some("advice"),
+                remediating: Some(reason::IN_FLIGHT),
+                ..case(
+                    "applied advice restarts as its own trigger",
+                    status("False"),
+                )
+            },
+            Case {
+                advice: Some(("adv-1", false)),
+                remediating: Some("Cooldown"),
+                verdict: Verdict::Held("Cooldown"),
+                ..case(
+                    "applied advice never skips the cooldown",
+                    with_rem(status("False"), cooling.clone()),
+                )
+            },
+            Case {
+                advice: Some(("adv-1", false)),
+                fleet: fleet(10, 8),
+                verdict: Verdict::Held("StormGuard"),
+                ..case(
+                    "applied advice never skips the storm guard",
+                    status("False"),
+                )
+            },
+            Case {
+                advice: Some(("adv-1", false)),
+                ..case(
+                    "applied advice does not restart a healthy node",
+                    status("True"),
+                )
+            },
+            Case {
+                advice: Some(("adv-2", true)),
+                verdict: Verdict::Escalated,
+                ..case("applied advice escalates", status("False"))
+            },
+            Case {
                 restart: Some("now"),
                 fleet: fleet(10, 8),
                 acts: Some("manual"),
@@ -831,6 +937,7 @@ mod tests {
             generation: None,
             restart: None,
             ack: None,
+            advice: None,
             fleet: None,
             now: at(0),
             dry_run: false,

@@ -157,7 +157,7 @@ pub fn argv(
 ) -> Vec<String> {
     let request = match req.trigger {
         super::guard::Trigger::Manual(t) => t.as_str(),
-        super::guard::Trigger::Policy => "",
+        super::guard::Trigger::Policy | super::guard::Trigger::Advice(_) => "",
     };
     let s = &req.subject;
     let values = [
