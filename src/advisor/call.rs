@@ -123,14 +123,18 @@ impl Caller {
         };
         let key = format!("{:?} {}", p.kind, p.base_url);
         let mut attempts = 0;
+        let mut last: Option<String> = None;
         loop {
             if self.gate(&key) == Gate::Open {
+                let why = match &last {
+                    // This call's own failures opened it: say what they were.
+                    Some(w) => format!("{w}; the provider's circuit breaker is now open"),
+                    None => {
+                        "the provider failed repeatedly; its circuit breaker is open for now".into()
+                    }
+                };
                 return Call {
-                    result: Err(CallError::Retry {
-                        why: "the provider failed repeatedly; its circuit breaker is open for now"
-                            .into(),
-                        after: None,
-                    }),
+                    result: Err(CallError::Retry { why, after: None }),
                     attempts,
                 };
             }
@@ -142,6 +146,7 @@ impl Caller {
             let Err(CallError::Retry { why, after }) = &result else {
                 return Call { result, attempts };
             };
+            last = Some(why.clone());
             let wait = after.unwrap_or_else(|| backoff(attempts - 1, jitter()));
             let left = deadline.saturating_duration_since(Instant::now());
             if attempts >= TRIES || wait + Duration::from_secs(1) > left {
