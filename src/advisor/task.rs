@@ -409,7 +409,8 @@ impl Adviser {
             }
         }
 
-        // Each validator.
+        // Each validator; a healthy one with no advice pending costs a lookup (no copy).
+        let empty = MonitoredValidatorStatus::default();
         let mut model: Vec<(&MonitoredValidator, plan::Ask)> = Vec::new();
         for v in validators {
             if v.spec.suspend {
@@ -419,7 +420,7 @@ impl Adviser {
             if memory.busy.contains(&key) {
                 continue;
             }
-            let status = v.status.clone().unwrap_or_default();
+            let status = v.status.as_ref().unwrap_or(&empty);
             let fa = match (incident, &fleet_advice) {
                 (Some(i), Some(f)) if v.spec.chain.as_str() == i.chain => Some(f),
                 _ => None,
@@ -427,7 +428,7 @@ impl Adviser {
             let target = format!("{}/{}", key.0, key.1);
             let step = plan::step(&plan::Input {
                 target: &target,
-                status: &status,
+                status,
                 advisor: a,
                 probe_interval: policy.probe.interval,
                 fleet_advice: fa,

@@ -113,8 +113,8 @@ impl Monitor {
                     .remediations_blocked
                     .with_label_values(&[reason])
                     .inc(),
-                Verdict::Escalated => self.metrics.escalations.inc(),
-                Verdict::Other => {}
+                // Counted once it is written (a lost write plans it again).
+                Verdict::Escalated | Verdict::Other => {}
             }
             if p.storm != Storm::Unseen {
                 let hold = match &p.storm {
@@ -147,6 +147,9 @@ impl Monitor {
         if !self.commit(key, p.transitions, "Remediate").await {
             self.with_entry(key, |e| e.acting = false);
             return;
+        }
+        if p.verdict == Verdict::Escalated {
+            self.metrics.escalations.inc();
         }
         self.tell_notes(&reference, p.notes);
         if let Some(act) = p.act {

@@ -280,7 +280,9 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let fleet = input.fleet.cloned().unwrap_or_default();
     let storm = match input.fleet {
         None => Storm::Unseen,
-        Some(f) if f.incident => Storm::Holding(Hold::FleetIncident),
+        // A fleet incident holds every restart itself (and has its own condition and alert):
+        // it is not a storm, so the storm guard's state is left as it is.
+        Some(f) if f.incident => Storm::Unseen,
         Some(f) if f.storm(rules.max_unhealthy_percent) && rules.enabled => {
             Storm::Holding(Hold::Storm {
                 unhealthy: f.unhealthy,
