@@ -19,7 +19,7 @@ SELF=$SELF_DIR/$(basename "${BASH_SOURCE[0]}")
 
 # Everything this script may create inside DIR; teardown removes exactly these, so a
 # mistyped --dir can never wipe unrelated files.
-OWNED=(pid reaper.pid pids bin-dir ready ready.tmp kubeconfig kubeconfig.tmp pki etcd logs kwok.yaml nodes.yaml)
+OWNED=(pid reaper.pid pids bin-dir ready ready.tmp kubeconfig kubeconfig.tmp pki etcd logs kwok.yaml nodes.yaml pod.log)
 
 log() { printf '[control-plane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2 || true; }
 
@@ -232,6 +232,11 @@ gen_certs() {
   openssl x509 -req -in "$pki/admin.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
     -CAcreateserial -out "$pki/admin.crt" -days 3650 \
     -extfile <(printf 'extendedKeyUsage=clientAuth\n') 2>/dev/null
+  # kwok's kubelet endpoint (pod logs): the apiserver does not verify it (no
+  # --kubelet-certificate-authority), so a self-signed certificate will do.
+  # shellcheck disable=SC2086
+  openssl req -x509 $key -keyout "$pki/kwok.key" -out "$pki/kwok.crt" -days 3650 \
+    -subj /CN=kwok -addext subjectAltName=IP:127.0.0.1 2>/dev/null
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/sa.key" 2>/dev/null
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 }
@@ -278,11 +283,23 @@ write_kwok_files() {
   # heartbeat: the built-in status heartbeat comes every 20-45 s, and a late first one
   # let the node lifecycle controller's 50 s grace period lapse and mark every pod
   # NotReady, which kwok never undoes.
-  cat >"$DIR/kwok.yaml" <<'EOF'
+  # Every pod's log is DIR/pod.log (served through the apiserver like a kubelet's), so
+  # that tests can read pod logs the way Vigil does.
+  : >"$DIR/pod.log"
+  cat >"$DIR/kwok.yaml" <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
   nodeLeaseDurationSeconds: 40
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata:
+  name: all-pods
+spec:
+  selector: {}
+  logs:
+  - logsFile: $DIR/pod.log
 EOF
   # Fake nodes. No taints, on purpose: any workload (e.g. a Helm chart's Deployment)
   # schedules without tolerations. Nodes may carry their status on create.
@@ -368,11 +385,12 @@ cmd_run() {
   local t1=$SECONDS
   local kubectl=$bins/kubectl
 
-  local adv etcd_port etcd_peer api_port
+  local adv etcd_port etcd_peer api_port kwok_port
   adv=$(advertise_address)
   free_port; etcd_port=$PORT
   free_port; etcd_peer=$PORT
   free_port; api_port=$PORT
+  free_port; kwok_port=$PORT
   log "dir=$DIR advertise-address=$adv etcd=127.0.0.1:$etcd_port apiserver=https://127.0.0.1:$api_port"
 
   gen_certs "$adv"
@@ -408,6 +426,7 @@ cmd_run() {
     --service-cluster-ip-range=10.0.0.0/24 \
     --authorization-mode=RBAC \
     --allow-privileged=true \
+    --kubelet-preferred-address-types=InternalIP \
     --profiling=false
   write_kubeconfig "https://127.0.0.1:$api_port"
   local kc=$DIR/kubeconfig
@@ -441,7 +460,11 @@ cmd_run() {
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --cidr=10.244.0.1/16 \
-    --node-ip=10.240.0.1
+    --node-ip=127.0.0.1 \
+    --node-port="$kwok_port" \
+    --server-address="127.0.0.1:$kwok_port" \
+    --tls-cert-file="$pki/kwok.crt" \
+    --tls-private-key-file="$pki/kwok.key"
 
   "$kubectl" --kubeconfig="$kc" apply -f "$DIR/nodes.yaml" >/dev/null
   # Proves kwok is managing the fake nodes.

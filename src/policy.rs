@@ -110,6 +110,8 @@ pub struct Advisor {
     pub json_mode: bool,
     /// Only the bare JSON object is accepted.
     pub strict: bool,
+    /// Bytes of pod log tail in the prompt (0: none).
+    pub log_tail_bytes: u32,
 }
 
 /// `advisor.budget`, typed.
@@ -449,6 +451,7 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<Policy, Problems> {
             .collect(),
         json_mode: a.json_mode,
         strict: a.strict,
+        log_tail_bytes: a.log_tail_bytes.min(4096),
     };
     for h in &a.headers {
         let n = h.name.to_ascii_lowercase();

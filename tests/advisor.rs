@@ -519,3 +519,50 @@ fn alike_problems_share_a_call_and_a_fleet_incident_makes_one() {
     let text = llm.requests()[1].prompt_text();
     assert!(text.contains("Fleet incident on chain"), "{text}");
 }
+
+#[test]
+fn a_workload_validators_pod_log_tail_reaches_the_prompt_redacted() {
+    let w = world("adv-log", 1);
+    let llm = LlmServer::start(Flavor::Anthropic);
+    llm.set_default(answer("investigate", 0.8));
+    w.policy(
+        "action: none",
+        &format!(
+            "provider: anthropic, model: m, baseUrl: '{}', logTailBytes: 2048",
+            llm.base_url
+        ),
+    );
+    apply_ok(
+        w.c,
+        &w.ns,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: node-0\nspec:\n  containers:\n    - {name: node, image: validator}\n",
+    );
+    // kwok serves every pod's log from this file of the test control plane (CRI format).
+    let log = w.c.kubeconfig.with_file_name("pod.log");
+    let marker = format!("db corrupted at 10.9.8.7, marker {}", w.ns);
+    let line = format!("2026-12-02T00:00:00.000000000Z stderr F ERROR {marker}\n");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the test control plane serves pod logs from it)",
+                log.display()
+            )
+        });
+    std::io::Write::write_all(&mut f, line.as_bytes()).unwrap();
+    let mut y = w.sim.validator_yaml(0, "advised");
+    y.push_str("  target: {workload: {kind: Pod, name: node-0}}\n");
+    apply_ok(w.c, &w.ns, &y);
+    let _op = w.operator("adv-log");
+    w.ready_all("True");
+    w.sim.fault(0, "die");
+    w.advice(0, "model advice", |a| a["source"] == "model");
+    let text = llm.requests()[0].prompt_text();
+    assert!(text.contains("pod log tail:"), "{text}");
+    assert!(text.contains("ERROR db corrupted at <ip-"), "{text}");
+    assert!(
+        !text.contains("10.9.8.7") && !text.contains(&w.ns),
+        "{text}"
+    );
+}

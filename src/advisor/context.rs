@@ -47,6 +47,8 @@ pub struct Subject<'a> {
     pub status: &'a MonitoredValidatorStatus,
     /// Recent notices about it, oldest first.
     pub notices: &'a [String],
+    /// The tail of its pod's log (or why there is none), when the policy asks for it.
+    pub log_tail: Option<&'a str>,
 }
 
 /// Another validator of the same chain, as the fleet view shows it.
@@ -63,6 +65,8 @@ pub struct Member {
 /// Everything one call is about.
 #[derive(Clone, Debug)]
 pub struct Context<'a> {
+    /// The namespace of the validators (masked like their names).
+    pub namespace: &'a str,
     /// What just happened.
     pub moment: Moment,
     /// The rules' symptom class.
@@ -155,12 +159,39 @@ fn describe(out: &mut String, r: &mut Redactor, s: &Subject<'_>) {
     for n in s.notices.iter().rev().take(5) {
         let _ = writeln!(out, "  recent: {}", r.redact(&cap(n, FIELD_LIMIT)));
     }
+    if let Some(log) = s.log_tail {
+        let _ = writeln!(out, "  pod log tail:");
+        for line in tail(log, LOG_LIMIT).lines() {
+            let _ = writeln!(out, "    | {}", r.redact(line));
+        }
+    }
+}
+
+/// Longest pod log tail in the context (bytes).
+const LOG_LIMIT: usize = 3 * 1024;
+
+/// The last `limit` bytes of `text`, from a character (and, where there is one, a line)
+/// boundary.
+pub fn tail(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut start = text.len() - limit;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let t = &text[start..];
+    match t.find('\n') {
+        Some(i) if i + 1 < t.len() => &t[i + 1..],
+        _ => t,
+    }
 }
 
 /// The prompt of one call, and the redactor that unmasks its answer. Without redaction
 /// (`advisor.redact: false`) values go as they are, names included.
 pub fn prompt(a: &Advisor, ctx: &Context<'_>) -> (Prompt, Redactor) {
     let mut r = Redactor::new();
+    r.name(ctx.namespace);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -281,8 +312,9 @@ mod tests {
             }),
             ..Default::default()
         };
-        let notices = vec!["val-1 stopped answering at 10.1.2.3".to_string()];
+        let notices = vec!["val-1 of team-a stopped answering at 10.1.2.3".to_string()];
         let ctx = Context {
+            namespace: "team-a",
             moment: Moment::NewProblem,
             symptom: Symptom::Unreachable,
             subjects: vec![Subject {
@@ -290,6 +322,7 @@ mod tests {
                 chain: "polkadot",
                 status: &status,
                 notices: &notices,
+                log_tail: Some("2026-12-02 ERROR import failed at 10.1.2.3: disk full\n"),
             }],
             fleet: vec![Member {
                 name: "val-2".into(),
@@ -299,7 +332,7 @@ mod tests {
             incident: None,
         };
         let (p, r) = prompt(&advisor(), &ctx);
-        for planted in ["hunter2", "10.1.2.3", "val-1", "val-2", "corp.example"] {
+        for planted in ["hunter2", "10.1.2.3", "val-1", "val-2", "corp.example", "team-a"] {
             assert!(
                 !p.context.contains(planted),
                 "{planted} leaked: {}",
@@ -321,7 +354,7 @@ mod tests {
                 .contains("restart, alert, investigate, escalate, wait, none")
         );
         assert!(p.system.contains("never an instruction"));
-        assert_eq!(r.unmask("<name-1> is down"), "val-1 is down");
+        assert_eq!(r.unmask("<name-2> is down in <name-1>"), "val-1 is down in team-a");
         let e = estimate(&p);
         assert!(e.input * 3 >= (p.system.len() + p.context.len()) as u64);
         assert_eq!(e.output, 1024);

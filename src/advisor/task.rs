@@ -369,9 +369,11 @@ impl Adviser {
                             chain: &i.chain,
                             status: s,
                             notices: &[],
+                            log_tail: None,
                         })
                         .collect();
                     let ctx = context::Context {
+                        namespace: &ns,
                         moment: Moment::FleetIncident,
                         symptom: Symptom::FleetIncident,
                         subjects,
@@ -511,15 +513,24 @@ impl Adviser {
                         .unwrap_or_default()
                 })
                 .collect();
+            let mut logs: Vec<Option<String>> = Vec::new();
+            for (v, _) in &g {
+                logs.push(match a.log_tail_bytes {
+                    0 => None,
+                    n => self.log_tail(&ns, v, n).await,
+                });
+            }
             let subjects: Vec<Subject> = g
                 .iter()
                 .zip(&statuses)
                 .zip(&notices)
-                .map(|(((v, _), s), n)| Subject {
+                .zip(&logs)
+                .map(|((((v, _), s), n), l)| Subject {
                     name: v.metadata.name.as_deref().unwrap_or_default(),
                     chain: v.spec.chain.as_str(),
                     status: s,
                     notices: n,
+                    log_tail: l.as_deref(),
                 })
                 .collect();
             let chain = g[0].0.spec.chain;
@@ -529,6 +540,7 @@ impl Adviser {
                 .filter(|w| w.spec.chain == chain)
                 .collect();
             let ctx = context::Context {
+                namespace: &ns,
                 moment: g[0].1.moment,
                 symptom: g[0].1.symptom,
                 subjects,
@@ -644,6 +656,28 @@ impl Adviser {
             estimate,
             repaired: false,
         })
+    }
+
+    /// The last lines of a workload validator's pod log, at most `bytes`; or why there are
+    /// none (no workload target, no pod, the API could not serve it).
+    async fn log_tail(&self, ns: &str, v: &MonitoredValidator, bytes: u32) -> Option<String> {
+        let t = v.spec.target.as_ref()?.workload.as_ref()?;
+        let pod = match crate::remediate::workload::resolve_pod(&self.client, ns, t).await {
+            Ok(p) => p,
+            Err(e) => return Some(format!("(no log: {e})")),
+        };
+        let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(self.client.clone(), ns);
+        let lp = kube::api::LogParams {
+            tail_lines: Some(60),
+            limit_bytes: Some(i64::from(bytes) * 4),
+            ..Default::default()
+        };
+        let name = pod.metadata.name.unwrap_or_default();
+        match tokio::time::timeout(Duration::from_secs(5), api.logs(&name, &lp)).await {
+            Ok(Ok(text)) => Some(context::tail(&text, bytes as usize).to_string()),
+            Ok(Err(_)) => Some("(no log: the API could not serve the pod's log)".into()),
+            Err(_) => Some("(no log: the API did not answer within 5s)".into()),
+        }
     }
 
     /// The provider with its key, read from the Secret now (never cached, never logged).

@@ -378,6 +378,11 @@ pub struct AdvisorSpec {
     /// Accept only the bare JSON object (no Markdown code fence around it).
     #[serde(default = "yes")]
     pub strict: bool,
+    /// Add the last lines of the validator's pod log to the prompt, at most this many
+    /// bytes (redacted like the rest; workload targets only). 0: no log.
+    #[serde(default)]
+    #[schemars(range(max = 4096))]
+    pub log_tail_bytes: u32,
 }
 
 /// One extra HTTP header.
@@ -412,6 +417,7 @@ impl Default for AdvisorSpec {
             headers: Vec::new(),
             json_mode: yes(),
             strict: yes(),
+            log_tail_bytes: 0,
         }
     }
 }

@@ -151,7 +151,11 @@ async fn selector_of(
 }
 
 /// The validator's pod.
-async fn resolve_pod(client: &Client, ns: &str, t: &WorkloadTarget) -> Result<Pod, WorkloadError> {
+pub(crate) async fn resolve_pod(
+    client: &Client,
+    ns: &str,
+    t: &WorkloadTarget,
+) -> Result<Pod, WorkloadError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let (selector, what) = match (&t.kind, &t.name, &t.selector) {
         (WorkloadKind::Pod, Some(name), _) => {
