@@ -7,44 +7,25 @@ mod support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::cluster::{self, Cluster};
 use support::llm::{Behave, Flavor, LlmServer, decision_json};
-use support::operator::Operator;
 use support::receiver::Receiver;
-use support::simulator::Simulator;
-use support::{apply_ok, condition, events_for, eventually, get_json, install_crds};
+use support::{World, apply_ok, condition, events_for, eventually, get_json};
 
 const T: Duration = Duration::from_secs(60);
 const KEY: &str = "sk-test-7f3a9c1e5b";
 
-struct World {
-    c: &'static Cluster,
-    ns: String,
-    sim: Simulator,
-}
-
 fn world(prefix: &str, nodes: usize) -> World {
-    let c = cluster::shared();
-    install_crds(c);
-    let ns = c.namespace(prefix);
-    let sim = Simulator::start(&[
-        "--nodes",
-        &nodes.to_string(),
-        "--block-time",
-        "1s",
-        "--peers",
-        "12",
-    ]);
-    c.kubectl_ok(&[
+    let w = World::new(prefix, nodes, &["--peers", "12"]);
+    w.c.kubectl_ok(&[
         "create",
         "secret",
         "generic",
         "llm",
         "-n",
-        &ns,
+        &w.ns,
         &format!("--from-literal=key={KEY}"),
     ]);
-    World { c, ns, sim }
+    w
 }
 
 fn answer(action: &str, confidence: f64) -> Behave {
@@ -81,21 +62,6 @@ impl World {
                 y.push_str(&format!("  target: {{webhook: {{url: '{url}'}}}}\n"));
             }
             apply_ok(self.c, &self.ns, &y);
-        }
-    }
-
-    fn operator(&self, identity: &str) -> Operator {
-        let mut op = Operator::start(self.c, &self.ns, identity, &[]);
-        op.wait_ready(T);
-        op
-    }
-
-    fn ready_all(&self, want: &str) {
-        for n in &self.sim.nodes {
-            eventually(T, &format!("{} Ready={want}", n.name), || {
-                let mv = get_json(self.c, &self.ns, "mv", &n.name)?;
-                (condition(&mv, "Ready")?["status"] == want).then_some(())
-            });
         }
     }
 

@@ -9,33 +9,13 @@ mod support;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::alerting::{Alertmanager, Mailpit};
-use support::cluster::{self, Cluster};
-use support::operator::Operator;
 use support::receiver::Receiver;
-use support::simulator::Simulator;
-use support::{apply_ok, condition, events_for, eventually, get_json, install_crds};
+use support::{World, apply_ok, condition, events_for, eventually, get_json};
 
 const T: Duration = Duration::from_secs(60);
 
-struct World {
-    c: &'static Cluster,
-    ns: String,
-    sim: Simulator,
-}
-
 fn world(prefix: &str, nodes: usize) -> World {
-    let c = cluster::shared();
-    install_crds(c);
-    let ns = c.namespace(prefix);
-    let sim = Simulator::start(&[
-        "--nodes",
-        &nodes.to_string(),
-        "--block-time",
-        "1s",
-        "--peers",
-        "12",
-    ]);
-    World { c, ns, sim }
+    World::new(prefix, nodes, &["--peers", "12"])
 }
 
 fn fixture(name: &str) -> String {
@@ -83,21 +63,6 @@ impl World {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.c.kubectl_ok(&args);
-    }
-
-    fn operator(&self, identity: &str) -> Operator {
-        let mut op = Operator::start(self.c, &self.ns, identity, &[]);
-        op.wait_ready(T);
-        op
-    }
-
-    fn ready_all(&self, want: &str) {
-        for n in &self.sim.nodes {
-            eventually(T, &format!("{} Ready={want}", n.name), || {
-                let mv = get_json(self.c, &self.ns, "mv", &n.name)?;
-                (condition(&mv, "Ready")?["status"] == want).then_some(())
-            });
-        }
     }
 
     fn policy_json(&self) -> Value {

@@ -9,29 +9,18 @@ mod support;
 use jiff::Timestamp;
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::cluster::{self, Cluster};
+use support::cluster::Cluster;
 use support::operator::Operator;
 use support::receiver::Receiver;
-use support::simulator::Simulator;
-use support::{apply_ok, condition, get_json, install_crds};
+use support::{World, apply_ok, condition, get_json};
 
 const T: Duration = Duration::from_secs(60);
 
 /// How often the polls below look again.
 const POLL: Duration = Duration::from_millis(200);
 
-struct World {
-    c: &'static Cluster,
-    ns: String,
-    sim: Simulator,
-}
-
 fn world(prefix: &str, nodes: usize) -> World {
-    let c = cluster::shared();
-    install_crds(c);
-    let ns = c.namespace(prefix);
-    let sim = Simulator::start(&["--nodes", &nodes.to_string(), "--block-time", "1s"]);
-    World { c, ns, sim }
+    World::new(prefix, nodes, &[])
 }
 
 /// The last lines of each operator's log, for panic messages.
@@ -154,12 +143,6 @@ impl World {
     fn validator(&self, i: usize, target: &str) -> String {
         apply_ok(self.c, &self.ns, &self.validator_yaml(i, "heal", target));
         self.sim.nodes[i].name.clone()
-    }
-
-    fn operator(&self, identity: &str) -> Operator {
-        let mut op = Operator::start(self.c, &self.ns, identity, &[]);
-        op.wait_ready(T);
-        op
     }
 
     fn try_mv(&self, name: &str) -> Option<Value> {

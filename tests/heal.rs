@@ -7,26 +7,14 @@ mod support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::cluster::{self, Cluster};
 use support::operator::Operator;
 use support::receiver::Receiver;
-use support::simulator::Simulator;
-use support::{apply_ok, condition, events_for, eventually, get_json, install_crds};
+use support::{World, apply_ok, condition, events_for, eventually, get_json};
 
 const T: Duration = Duration::from_secs(60);
 
-struct World {
-    c: &'static Cluster,
-    ns: String,
-    sim: Simulator,
-}
-
 fn world(prefix: &str, nodes: usize) -> World {
-    let c = cluster::shared();
-    install_crds(c);
-    let ns = c.namespace(prefix);
-    let sim = Simulator::start(&["--nodes", &nodes.to_string(), "--block-time", "1s"]);
-    World { c, ns, sim }
+    World::new(prefix, nodes, &[])
 }
 
 impl World {
@@ -55,7 +43,7 @@ impl World {
         n.name.clone()
     }
 
-    fn operator(&self, identity: &str, extra: &[&str]) -> Operator {
+    fn operator_with(&self, identity: &str, extra: &[&str]) -> Operator {
         let mut op = Operator::start(self.c, &self.ns, identity, extra);
         op.wait_ready(T);
         op
@@ -161,7 +149,7 @@ fn an_evicted_statefulset_pod_is_recreated_and_the_recovery_recorded() {
     let uid = w.running_pod("val-0");
     w.policy("action: evictPod, cooldown: 5s, maxAttempts: 3", "");
     let name = w.validator(0, "{workload: {kind: StatefulSet, name: val}}");
-    let op = w.operator("heal", &[]);
+    let op = w.operator_with("heal", &[]);
     w.wait(&name, "Ready", "True", "Healthy", &op);
 
     w.sim.fault(0, "die");
@@ -220,7 +208,7 @@ fn a_disruption_budget_blocks_eviction_which_is_retried_not_counted() {
     });
     w.policy("action: evictPod, cooldown: 2s, maxAttempts: 2", "");
     let name = w.validator(0, "{workload: {kind: Pod, name: guarded-0}}");
-    let op = w.operator("heal", &[]);
+    let op = w.operator_with("heal", &[]);
     w.wait(&name, "Ready", "True", "Healthy", &op);
     w.sim.fault(0, "die");
     w.wait(
@@ -277,7 +265,7 @@ fn rollout_restart_changes_the_template_and_a_paused_deployment_is_refused() {
     );
     let a = w.validator(0, "{workload: {kind: Deployment, name: dep}}");
     let b = w.validator(1, "{workload: {kind: Deployment, name: held}}");
-    let op = w.operator("heal", &[]);
+    let op = w.operator_with("heal", &[]);
     w.wait(&a, "Ready", "True", "Healthy", &op);
     w.wait(&b, "Ready", "True", "Healthy", &op);
     w.sim.fault(0, "die");
@@ -344,7 +332,7 @@ fn ssh_runs_the_allow_listed_command_quoted_and_refuses_a_wrong_host_key() {
     };
     let good = w.validator(0, &target(sshd.host_public_key()));
     let bad = w.validator(1, &target(sshd.other_public_key()));
-    let op = w.operator("heal", &[]);
+    let op = w.operator_with("heal", &[]);
     w.wait(&good, "Ready", "True", "Healthy", &op);
 
     // A person asks for a restart with a token full of shell metacharacters: it arrives as
@@ -407,7 +395,7 @@ fn six_of_ten_failing_at_once_is_a_storm_and_restarts_nothing() {
     let names: Vec<String> = (0..10)
         .map(|i| w.validator(i, &format!("{{webhook: {{url: '{}'}}}}", rx.url)))
         .collect();
-    let op = w.operator("heal", &[]);
+    let op = w.operator_with("heal", &[]);
     for n in &names {
         w.wait(n, "Ready", "True", "Healthy", &op);
     }
@@ -476,7 +464,7 @@ fn no_fourth_attempt_but_escalation_then_ack_lets_vigil_act_again() {
             rx.url
         ),
     );
-    let op = w.operator("heal", &[]);
+    let op = w.operator_with("heal", &[]);
     w.wait(&name, "Ready", "True", "Healthy", &op);
     w.sim.fault(0, "die");
     let cond = w.wait(&name, "Escalated", "True", "RemediationExhausted", &op);
@@ -523,7 +511,7 @@ fn killing_the_operator_right_after_a_restart_never_restarts_twice_in_the_cooldo
     let rx = Receiver::start();
     w.policy("action: webhook, cooldown: 10m, maxCooldown: 30m", "");
     let name = w.validator(0, &format!("{{webhook: {{url: '{}'}}}}", rx.url));
-    let op = w.operator("heal", &[]);
+    let op = w.operator_with("heal", &[]);
     w.wait(&name, "Ready", "True", "Healthy", &op);
     w.sim.fault(0, "die");
     eventually(T, "the first restart", || (rx.count() == 1).then_some(()));
@@ -531,7 +519,7 @@ fn killing_the_operator_right_after_a_restart_never_restarts_twice_in_the_cooldo
     for round in 0..10 {
         op.signal("KILL");
         op.wait_exit(Duration::from_secs(5)).expect("killed");
-        op = w.operator("heal", &[]);
+        op = w.operator_with("heal", &[]);
         op.wait_leader(T);
         // Give the new leader several probes of the dead node to (not) act on.
         w.wait(&name, "Ready", "False", "ConnectionFailed", &op);
@@ -560,7 +548,7 @@ fn dry_run_and_suspend_never_act() {
     let rx = Receiver::start();
     w.policy("action: webhook, cooldown: 2s", "");
     let name = w.validator(0, &format!("{{webhook: {{url: '{}'}}}}", rx.url));
-    let mut op = w.operator("dry", &["--dry-run"]);
+    let mut op = w.operator_with("dry", &["--dry-run"]);
     w.wait(&name, "Ready", "True", "Healthy", &op);
     w.sim.fault(0, "die");
     let cond = w.wait(&name, "Remediating", "False", "DryRun", &op);
@@ -579,7 +567,7 @@ fn dry_run_and_suspend_never_act() {
 
     // The policy's kill switch.
     w.policy("action: webhook, cooldown: 2s", "  suspend: true\n");
-    let op = w.operator("real", &[]);
+    let op = w.operator_with("real", &[]);
     w.wait(&name, "Remediating", "False", "PolicySuspended", &op);
     // The validator's own switch: on before the policy's goes off, so that no moment has
     // neither switch on.
@@ -610,7 +598,7 @@ fn delete_pod_deletes_the_selected_pod() {
         0,
         "{workload: {kind: Pod, selector: {matchLabels: {role: validator}}}}",
     );
-    let op = w.operator("heal", &[]);
+    let op = w.operator_with("heal", &[]);
     w.wait(&name, "Ready", "True", "Healthy", &op);
     w.sim.fault(0, "die");
     w.wait(&name, "Remediating", "True", "WaitingForRecovery", &op);

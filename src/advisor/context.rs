@@ -332,7 +332,14 @@ mod tests {
             incident: None,
         };
         let (p, r) = prompt(&advisor(), &ctx);
-        for planted in ["hunter2", "10.1.2.3", "val-1", "val-2", "corp.example", "team-a"] {
+        for planted in [
+            "hunter2",
+            "10.1.2.3",
+            "val-1",
+            "val-2",
+            "corp.example",
+            "team-a",
+        ] {
             assert!(
                 !p.context.contains(planted),
                 "{planted} leaked: {}",
@@ -354,7 +361,10 @@ mod tests {
                 .contains("restart, alert, investigate, escalate, wait, none")
         );
         assert!(p.system.contains("never an instruction"));
-        assert_eq!(r.unmask("<name-2> is down in <name-1>"), "val-1 is down in team-a");
+        assert_eq!(
+            r.unmask("<name-2> is down in <name-1>"),
+            "val-1 is down in team-a"
+        );
         let e = estimate(&p);
         assert!(e.input * 3 >= (p.system.len() + p.context.len()) as u64);
         assert_eq!(e.output, 1024);

@@ -202,3 +202,47 @@ pub fn operator_kubeconfig(c: &cluster::Cluster, ns: &str) -> std::path::PathBuf
     std::fs::write(&path, kubeconfig).unwrap();
     path
 }
+
+/// One test's world: the shared control plane, a fresh namespace, and simulated nodes.
+/// Test files add their own methods (`impl World` in the test crate).
+pub struct World {
+    pub c: &'static cluster::Cluster,
+    pub ns: String,
+    pub sim: simulator::Simulator,
+}
+
+impl World {
+    /// CRDs installed, a namespace named after `prefix`, `nodes` simulated nodes with 1 s
+    /// blocks and these extra simulator arguments.
+    pub fn new(prefix: &str, nodes: usize, extra: &[&str]) -> World {
+        let c = cluster::shared();
+        install_crds(c);
+        let ns = c.namespace(prefix);
+        let n = nodes.to_string();
+        let mut args = vec!["--nodes", n.as_str(), "--block-time", "1s"];
+        args.extend_from_slice(extra);
+        let sim = simulator::Simulator::start(&args);
+        World { c, ns, sim }
+    }
+
+    /// The operator for this namespace, ready.
+    pub fn operator(&self, identity: &str) -> operator::Operator {
+        let mut op = operator::Operator::start(self.c, &self.ns, identity, &[]);
+        op.wait_ready(Duration::from_secs(60));
+        op
+    }
+
+    /// Waits until every simulated node's validator shows `Ready=want`.
+    pub fn ready_all(&self, want: &str) {
+        for n in &self.sim.nodes {
+            eventually(
+                Duration::from_secs(60),
+                &format!("{} Ready={want}", n.name),
+                || {
+                    let mv = get_json(self.c, &self.ns, "mv", &n.name)?;
+                    (condition(&mv, "Ready")?["status"] == want).then_some(())
+                },
+            );
+        }
+    }
+}

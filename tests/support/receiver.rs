@@ -125,7 +125,8 @@ impl Receiver {
     }
 }
 
-fn read_request(conn: &mut std::net::TcpStream) -> Option<Request> {
+/// Reads one HTTP/1.1 request (headers lowercased, body by Content-Length).
+pub fn read_request(conn: &mut std::net::TcpStream) -> Option<Request> {
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(conn.try_clone().ok()?);
     let mut line = String::new();
