@@ -1,4 +1,5 @@
-//! The `vigil` binary: `run` (the operator), `crd` (print the CRDs) and `version`.
+//! The `vigil` binary: `run` (the operator), `crd` (print the CRDs), `probe`, `advisor-cost`
+//! (the advisor's cost, simulated) and `version`.
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -38,6 +39,10 @@ enum Command {
     /// Probe one node once (or a few times) and print what Vigil would conclude; no cluster
     /// needed. Exit code: 0 healthy, 1 unhealthy, 3 cannot tell, 64 bad arguments.
     Probe(vigil::inspect::ProbeArgs),
+    /// Simulate a month of the LLM advisor against the design it replaces (a model call on
+    /// every unhealthy probe) and print the cost table; no cluster or provider needed. Exit
+    /// code: 0 when onIssue meets its target, 1 when it does not, 2 bad arguments.
+    AdvisorCost(AdvisorCostArgs),
     /// Print the version.
     Version,
 }
@@ -86,6 +91,31 @@ struct RunArgs {
     advisor_concurrency: usize,
 }
 
+#[derive(clap::Args)]
+struct AdvisorCostArgs {
+    /// Days simulated.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=366))]
+    days: u32,
+    /// Validators, all of one chain under one policy.
+    #[arg(long, default_value_t = 21, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    validators: u32,
+    /// Seed of the trace (the same seed, the same table).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// The policy's advisor.dedupTtl (e.g. 72h); default: the policy default, 24h.
+    #[arg(long, value_parser = dedup_ttl)]
+    dedup_ttl: Option<std::time::Duration>,
+}
+
+/// A dedupTtl the policy accepts (at most 30 days).
+fn dedup_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let d = vigil::duration::parse(s).map_err(|e| e.to_string())?;
+    if d > vigil::policy::MAX_POLICY_DURATION {
+        return Err("at most 30 days (720h)".into());
+    }
+    Ok(d)
+}
+
 fn main() -> ExitCode {
     // One crypto provider for every TLS client in the process (kube and reqwest both use rustls).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -104,6 +134,21 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => run(args),
         Command::Probe(args) => ExitCode::from(vigil::inspect::main(args)),
+        Command::AdvisorCost(args) => {
+            use vigil::advisor::simulate;
+            let report = simulate::simulate(&simulate::Options {
+                days: args.days,
+                validators: args.validators,
+                seed: args.seed,
+                dedup_ttl: args.dedup_ttl,
+            });
+            print!("{}", simulate::table(&report));
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`gate`]: the question's fingerprint (dedup) and the per-provider circuit breaker;
 //! - [`when`]: who answers (model, rules, nobody) by `advisor.mode` and what happened;
 //! - [`plan`]: one validator's moment, fingerprint, who answers, outcome, applying;
+//! - [`simulate`]: a month of advice and its cost, through this same code (`advisor-cost`);
 //! - [`context`]: the prompt (redacted, bounded) and its token estimate.
 //!
 //! The I/O: [`call`] (one provider call: timeouts, retries, breaker, in-flight bound) and
@@ -23,6 +24,7 @@ pub mod gate;
 pub mod plan;
 pub mod redact;
 pub mod rules;
+pub mod simulate;
 pub mod task;
 pub mod when;
 pub mod wire;
