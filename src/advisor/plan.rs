@@ -18,8 +18,9 @@ use crate::policy::Advisor;
 use jiff::Timestamp;
 use std::time::Duration;
 
-/// Pieces of earlier advice kept in `status.adviceHistory`.
-pub const HISTORY: usize = 5;
+/// Pieces of earlier advice kept in `status.adviceHistory` (one per question, without
+/// reasoning and evidence: the history is what dedup remembers, and it stays small).
+pub const HISTORY: usize = 8;
 
 /// The health conditions whose failures make up a question (not `Remediating` or
 /// `Escalated`: what Vigil does about a problem is not the problem).
@@ -137,9 +138,11 @@ fn moment(
         return Moment::NewProblem;
     };
     let given = ts(&a.time).unwrap_or(Timestamp::UNIX_EPOCH);
-    if ready_since.is_some_and(|r| given < r) || !fps.contains(&a.fingerprint) {
+    if ready_since.is_some_and(|r| given < r) {
         return Moment::NewProblem;
     }
+    // Within one episode, what Vigil did since the advice comes first: a failed restart
+    // changes the symptoms too (repeated failures), and that is not a new problem.
     let escalated_at = conditions::get(&s.conditions, kind::ESCALATED)
         .filter(|c| c.status == Status::True.as_str())
         .map(|c| c.last_transition_time.0);
@@ -148,6 +151,9 @@ fn moment(
     }
     if not_fixed(s, given) {
         return Moment::NotFixed;
+    }
+    if !fps.contains(&a.fingerprint) {
+        return Moment::NewProblem;
     }
     Moment::StillUnhealthy
 }
@@ -417,10 +423,23 @@ pub fn reused(earlier: &AdviceRecord, source: AdviceSource, now: Timestamp) -> A
     }
 }
 
-/// The status after new advice: the previous one moves into the bounded history.
+/// The status after new advice: the previous one moves into the bounded history, which
+/// keeps the newest answer of each question (so that dedup remembers as many questions as
+/// the history holds), a model's answer before a copy of it.
 pub fn push(s: &mut MonitoredValidatorStatus, advice: AdviceRecord) {
     if let Some(prev) = s.advice.take() {
-        s.advice_history.push(prev);
+        let model =
+            |a: &AdviceRecord| matches!(a.source, AdviceSource::Model | AdviceSource::Batch);
+        // A copy (reused, fleet, rules) of a question whose model answer is kept adds nothing.
+        let covered = !model(&prev)
+            && s.advice_history
+                .iter()
+                .any(|h| h.fingerprint == prev.fingerprint && model(h));
+        if !covered {
+            s.advice_history
+                .retain(|h| h.fingerprint != prev.fingerprint);
+            s.advice_history.push(prev);
+        }
         let extra = s.advice_history.len().saturating_sub(HISTORY);
         s.advice_history.drain(..extra);
     }
@@ -589,9 +608,9 @@ mod tests {
             ),
             (
                 "a new episode past the TTL asks again",
-                with(unreachable(100_000), model_advice(&fp, 110)),
+                with(unreachable(700_000), model_advice(&fp, 110)),
                 hosted.clone(),
-                100_010,
+                700_010,
                 Some(("model", Moment::NewProblem)),
             ),
             (
@@ -748,6 +767,55 @@ mod tests {
     }
 
     #[test]
+    fn history_keeps_the_newest_answer_of_each_question() {
+        let mut s = MonitoredValidatorStatus::default();
+        push(&mut s, model_advice("a", 1));
+        push(&mut s, model_advice("b", 2));
+        let copy = reused(&model_advice("a", 1), AdviceSource::Reused, t(3));
+        push(&mut s, copy.clone());
+        push(&mut s, model_advice("c", 4));
+        // The copy of "a" is not kept beside the model's answer to "a".
+        let fps: Vec<&str> = s
+            .advice_history
+            .iter()
+            .map(|h| h.fingerprint.as_str())
+            .collect();
+        assert_eq!(fps, ["a", "b"]);
+        push(&mut s, model_advice("b", 5));
+        push(&mut s, model_advice("d", 6));
+        let fps: Vec<&str> = s
+            .advice_history
+            .iter()
+            .map(|h| h.fingerprint.as_str())
+            .collect();
+        assert_eq!(fps, ["a", "c", "b"], "one entry per question, newest last");
+    }
+
+    #[test]
+    fn a_failed_restart_is_not_a_new_problem_even_when_the_symptoms_change() {
+        let a = advisor(AdvisorProvider::Anthropic, AdvisorMode::OnIssue);
+        let first = run(&unreachable(100), &a, 110).ask.unwrap().fingerprint;
+        let mut s = unreachable(100);
+        s.advice = Some(model_advice(&first, 110));
+        s.remediation = Some(RemediationStatus {
+            failed_attempts: 2,
+            history: vec![RemediationRecord {
+                time: Some(time(t(150))),
+                result: RemediationResult::Succeeded,
+                recovered: Some(false),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        // Two failed attempts: the rules now class it as repeated failures.
+        let ask = run(&s, &a, 400).ask.unwrap();
+        assert_eq!(
+            (ask.moment, ask.symptom),
+            (Moment::NotFixed, Symptom::RepeatedFailures)
+        );
+    }
+
+    #[test]
     fn history_is_bounded() {
         let mut s = MonitoredValidatorStatus::default();
         for i in 0..10 {
@@ -755,6 +823,13 @@ mod tests {
         }
         assert_eq!(s.advice.as_ref().unwrap().fingerprint, "fp9");
         assert_eq!(s.advice_history.len(), HISTORY);
-        assert_eq!(s.advice_history[0].fingerprint, "fp4");
+        assert_eq!(
+            s.advice_history[0].fingerprint,
+            format!("fp{}", 9 - HISTORY)
+        );
+        assert!(
+            s.advice_history.iter().all(|h| h.reasoning.is_empty()),
+            "kept small"
+        );
     }
 }

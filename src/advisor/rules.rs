@@ -92,18 +92,19 @@ pub fn classify(s: &MonitoredValidatorStatus) -> Symptom {
     if failing(cs, kind::REACHABLE).is_some() {
         return Symptom::Unreachable;
     }
-    if let Some(c) = failing(cs, kind::SYNCED) {
-        return if c.reason == "BehindFleet" {
-            Symptom::Behind
-        } else {
-            Symptom::Syncing
-        };
+    let synced = failing(cs, kind::SYNCED);
+    if synced.is_some_and(|c| c.reason != "BehindFleet") {
+        return Symptom::Syncing;
     }
     if failing(cs, kind::PEERS_HEALTHY).is_some() {
         return Symptom::NoPeers;
     }
+    // A stalled node soon falls behind its fleet too: the stall is the cause.
     if failing(cs, kind::BLOCK_PRODUCTION).is_some() {
         return Symptom::Stalled;
+    }
+    if synced.is_some() {
+        return Symptom::Behind;
     }
     Symptom::Other
 }

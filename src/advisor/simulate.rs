@@ -32,6 +32,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::fmt::Write;
 use std::time::Duration;
 
+/// Anthropic's shortest cacheable prompt prefix (tokens, Sonnet models).
+const MIN_CACHEABLE: u64 = 1024;
 /// Time between two probes of a validator.
 pub const INTERVAL: Duration = Duration::from_secs(300);
 /// The model asked.
@@ -160,7 +162,7 @@ pub struct Row {
     pub incidents_one_call: usize,
     /// What the calls of the whole run cost.
     pub cost: Usd,
-    /// The same if nothing were cached (Anthropic caches no prefix under 1,024 tokens).
+    /// The same if nothing were cached.
     pub cost_uncached: Usd,
     /// Tokens billed over the run.
     pub usage: Usage,
@@ -871,23 +873,25 @@ impl<'t> Run<'t> {
     }
 
     /// What a call with this prompt is billed: the stable prefix is written to the cache
-    /// unless a call in the last 5 minutes left it there; the context is plain input.
+    /// unless a call in the last 5 minutes left it there; the context is plain input. A
+    /// prefix under Anthropic's minimum cacheable length is not cached: plain input too.
     fn bill(&mut self, p: &Prompt, now: Timestamp, c: usize) -> (Usage, Usd) {
         let prefix = tokens(p.system.len() + p.instructions.len());
         let warm = self
             .last_call
             .is_some_and(|t| now.duration_since(t).unsigned_abs() < CACHE_TTL);
         self.last_call = Some(now);
+        let cacheable = prefix >= MIN_CACHEABLE;
         let usage = Usage {
-            input: tokens(p.context.len()),
+            input: tokens(p.context.len()) + if cacheable { 0 } else { prefix },
             output: OUTPUT_TOKENS,
-            cache_read: if warm { prefix } else { 0 },
-            cache_write: if warm { 0 } else { prefix },
+            cache_read: if cacheable && warm { prefix } else { 0 },
+            cache_write: if cacheable && !warm { prefix } else { 0 },
         };
         let b = &self.policy.advisor.budget;
         let cost = budget::cost(&usage, b);
         let plain = Usage {
-            input: usage.input + prefix,
+            input: tokens(p.context.len()) + prefix,
             output: usage.output,
             ..Usage::default()
         };
@@ -1111,7 +1115,11 @@ impl<'t> Run<'t> {
                     fleet: r.fleet_view(),
                     incident: None,
                 };
-                context::prompt(&r.policy.advisor, &ctx).0
+                let p = context::prompt(&r.policy.advisor, &ctx).0;
+                if std::env::var_os("VIGIL_SIM_DUMP").is_some() {
+                    eprintln!("----\n{}\n{}", p.instructions, p.context);
+                }
+                p
             };
             match self.reserve(prompt, now) {
                 Ok((prompt, estimate)) => calls.push((v, ask, prompt, estimate)),
@@ -1376,7 +1384,7 @@ pub fn table(r: &Report) -> String {
         let input = row.usage.input + row.usage.cache_read + row.usage.cache_write;
         let _ = writeln!(
             out,
-            "- {}: calls for {} new problems, {} still unhealthy, {} not fixed, {} fleet incidents; {} new problems took earlier advice instead; {} input tokens a call ({} of them the cached prefix); {} a month if nothing were cached (Anthropic caches no prefix under 1,024 tokens).",
+            "- {}: calls for {} new problems, {} still unhealthy, {} not fixed, {} fleet incidents; {} new problems took earlier advice instead; {} input tokens a call ({} of them the stable prefix); {} a month if nothing were cached (Anthropic caches no prefix under 1,024 tokens, so a shorter one is billed as plain input).",
             row.design,
             m.new_problem,
             m.still_unhealthy,

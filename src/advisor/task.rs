@@ -343,7 +343,17 @@ impl Adviser {
             && !memory.fleet_busy.contains(&pkey)
         {
             let fp = gate::fingerprint(
-                &format!("{}/{}/{}", pkey.0, pkey.1, i.chain),
+                // Each incident is its own question.
+                &format!(
+                    "{}/{}/{}/{}",
+                    pkey.0,
+                    pkey.1,
+                    i.chain,
+                    i.since
+                        .as_ref()
+                        .map(|t| t.0.as_second())
+                        .unwrap_or_default()
+                ),
                 &[("FleetIncident", &format!("{:?}", i.kind))],
                 "critical",
                 a.provider,

@@ -1042,7 +1042,7 @@ fn max_tokens() -> u32 {
     1024
 }
 fn dedup_ttl() -> Dur {
-    Dur::new("24h")
+    Dur::new("168h")
 }
 fn advisor_timeout() -> Timeout {
     Timeout::new("20s")

@@ -272,9 +272,10 @@ pub struct MonitoredValidatorStatus {
     /// The last diagnosis from the advisor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advice: Option<AdviceRecord>,
-    /// Earlier diagnoses, newest last (bounded), with their outcomes.
+    /// Earlier diagnoses, newest last: the latest of each question (at most 8, without
+    /// reasoning and evidence), with their outcomes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 5))]
+    #[schemars(length(max = 8))]
     pub advice_history: Vec<AdviceRecord>,
     /// Alerts sent for this node and whether they are still firing (for repeat and resolve).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
