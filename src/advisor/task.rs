@@ -813,11 +813,12 @@ impl Adviser {
                 let mut spend = budget::settle(&spend, &a.budget, &job.estimate, &usage, now);
                 repaired_job = None;
                 if let Some((est, _)) = &repair_estimate {
-                    if budget::check(&spend, &a.budget, est, now).is_ok() {
-                        spend = budget::account(&spend, &a.budget, est, now);
-                        repaired_job = Some(*est);
-                    } else {
-                        spend = budget::deny(&spend, budget::Limit::CallsPerHour, now);
+                    match budget::check(&spend, &a.budget, est, now) {
+                        Ok(()) => {
+                            spend = budget::account(&spend, &a.budget, est, now);
+                            repaired_job = Some(*est);
+                        }
+                        Err(limit) => spend = budget::deny(&spend, limit, now),
                     }
                 }
                 part.advisor_spend = Some(spend);
