@@ -108,6 +108,15 @@ impl Limit {
         }
     }
 
+    /// The `BudgetExhausted` reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Limit::CallsPerHour => "CallsPerHour",
+            Limit::TokensPerDay => "TokensPerDay",
+            Limit::CostPerDay => "CostPerDay",
+        }
+    }
+
     /// A metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -130,8 +139,12 @@ pub fn deny(spend: &AdvisorSpend, limit: Limit, now: Timestamp) -> AdvisorSpend 
 }
 
 /// The limit a budget is exhausted by at `now`, if any.
-pub fn exhausted(spend: &AdvisorSpend, now: Timestamp) -> Option<BudgetLimit> {
-    roll(spend, now).denied.map(|d| d.limit)
+pub fn exhausted(spend: &AdvisorSpend, now: Timestamp) -> Option<Limit> {
+    roll(spend, now).denied.map(|d| match d.limit {
+        BudgetLimit::CallsPerHour => Limit::CallsPerHour,
+        BudgetLimit::TokensPerDay => Limit::TokensPerDay,
+        BudgetLimit::CostPerDay => Limit::CostPerDay,
+    })
 }
 
 /// The spend after a reserved call ended: its estimate is given back and what it really
@@ -227,7 +240,7 @@ mod tests {
         assert_eq!((none.tokens_today, none.cost_today.as_str()), (0, "0"));
 
         let d = deny(&settled, Limit::CallsPerHour, now);
-        assert_eq!(exhausted(&d, now), Some(BudgetLimit::CallsPerHour));
+        assert_eq!(exhausted(&d, now), Some(Limit::CallsPerHour));
         let next_hour = Timestamp::from_second(1_800_000_000 + 3600).unwrap();
         assert_eq!(
             exhausted(&d, next_hour),
@@ -235,7 +248,7 @@ mod tests {
             "a new hour clears callsPerHour"
         );
         let d = deny(&settled, Limit::CostPerDay, now);
-        assert_eq!(exhausted(&d, next_hour), Some(BudgetLimit::CostPerDay));
+        assert_eq!(exhausted(&d, next_hour), Some(Limit::CostPerDay));
         let next_day = Timestamp::from_second(1_800_000_000 + 86_400).unwrap();
         assert_eq!(exhausted(&d, next_day), None);
     }

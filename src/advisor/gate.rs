@@ -21,15 +21,11 @@ pub fn fingerprint(
 ) -> String {
     let mut conds: Vec<String> = failing.iter().map(|(t, r)| format!("{t}={r}")).collect();
     conds.sort();
-    let provider = serde_json::to_value(provider)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
     crate::text::fingerprint(&[
         target,
         &conds.join(","),
         severity,
-        &provider,
+        provider.as_str(),
         model,
         PROMPT_VERSION,
     ])

@@ -1115,11 +1115,7 @@ impl<'t> Run<'t> {
                     fleet: r.fleet_view(),
                     incident: None,
                 };
-                let p = context::prompt(&r.policy.advisor, &ctx).0;
-                if std::env::var_os("VIGIL_SIM_DUMP").is_some() {
-                    eprintln!("----\n{}\n{}", p.instructions, p.context);
-                }
-                p
+                context::prompt(&r.policy.advisor, &ctx).0
             };
             match self.reserve(prompt, now) {
                 Ok((prompt, estimate)) => calls.push((v, ask, prompt, estimate)),

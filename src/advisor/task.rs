@@ -180,14 +180,6 @@ impl PolicyPart {
     }
 }
 
-fn provider_str(p: AdvisorProvider) -> &'static str {
-    match p {
-        AdvisorProvider::Rules => "rules",
-        AdvisorProvider::Anthropic => "anthropic",
-        AdvisorProvider::Openai => "openai",
-    }
-}
-
 fn refused_label(r: &Refused) -> &'static str {
     match r {
         Refused::NotJson(_) => "notJson",
@@ -211,9 +203,9 @@ fn source_str(s: AdviceSource) -> &'static str {
 /// The notice message of an advice, for people.
 fn told(a: &AdviceRecord) -> String {
     let who = if a.model.is_empty() {
-        provider_str(a.provider).to_string()
+        a.provider.as_str().to_string()
     } else {
-        format!("{} {}", provider_str(a.provider), a.model)
+        format!("{} {}", a.provider.as_str(), a.model)
     };
     let mut m = format!(
         "{} ({who}, {}, confidence {:.2}): {}",
@@ -754,7 +746,7 @@ impl Adviser {
     async fn finish(self: &Arc<Self>, done: Done, memory: &mut Memory, tx: &mpsc::Sender<Done>) {
         let Done { mut job, call } = done;
         let now = Timestamp::now();
-        let label = provider_str(job.provider.kind);
+        let label = job.provider.kind.as_str();
         let Some((_, policy)) = self.policy(&job.policy) else {
             release(memory, &job);
             return;
@@ -839,9 +831,7 @@ impl Adviser {
         let mut rec = match outcome {
             Ok(d) => {
                 let d = unmask(&job.redactor, d);
-                let source = if job.fleet.is_some() {
-                    AdviceSource::Model
-                } else if batch {
+                let source = if batch {
                     AdviceSource::Batch
                 } else {
                     AdviceSource::Model
@@ -1009,10 +999,7 @@ impl Adviser {
                                 self.metrics
                                     .advisor
                                     .advice
-                                    .with_label_values(&[
-                                        provider_str(r.provider),
-                                        source_str(r.source),
-                                    ])
+                                    .with_label_values(&[r.provider.as_str(), source_str(r.source)])
                                     .inc();
                                 self.notices.publish(
                                     Notice::new(
@@ -1064,7 +1051,7 @@ impl Adviser {
         self.metrics
             .advisor
             .advice
-            .with_label_values(&[provider_str(a.provider), "fleet"])
+            .with_label_values(&[a.provider.as_str(), "fleet"])
             .inc();
         self.notices.publish(
             Notice::new(pol.object_ref(&()), What::Advice, "FleetAdvice", told(a))
@@ -1147,19 +1134,12 @@ fn budget_condition(
     now: Timestamp,
 ) {
     let want = match budget::exhausted(spend, now) {
-        Some(l) => {
-            let limit = match l {
-                crate::api::BudgetLimit::CallsPerHour => budget::Limit::CallsPerHour,
-                crate::api::BudgetLimit::TokensPerDay => budget::Limit::TokensPerDay,
-                crate::api::BudgetLimit::CostPerDay => budget::Limit::CostPerDay,
-            };
-            Desired::new(
-                kind::BUDGET_EXHAUSTED,
-                Status::True,
-                limit_reason(limit),
-                format!("{limit}; the built-in rules decide until it refills"),
-            )
-        }
+        Some(limit) => Desired::new(
+            kind::BUDGET_EXHAUSTED,
+            Status::True,
+            limit.reason(),
+            format!("{limit}; the built-in rules decide until it refills"),
+        ),
         None => Desired::new(
             kind::BUDGET_EXHAUSTED,
             Status::False,
@@ -1173,14 +1153,6 @@ fn budget_condition(
         generation,
         &conditions::time(now),
     );
-}
-
-fn limit_reason(l: budget::Limit) -> &'static str {
-    match l {
-        budget::Limit::CallsPerHour => "CallsPerHour",
-        budget::Limit::TokensPerDay => "TokensPerDay",
-        budget::Limit::CostPerDay => "CostPerDay",
-    }
 }
 
 #[cfg(test)]

@@ -477,6 +477,17 @@ pub enum AdvisorProvider {
     Openai,
 }
 
+impl AdvisorProvider {
+    /// The API spelling (also a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdvisorProvider::Rules => "rules",
+            AdvisorProvider::Anthropic => "anthropic",
+            AdvisorProvider::Openai => "openai",
+        }
+    }
+}
+
 /// When the advisor is asked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
