@@ -484,21 +484,58 @@ impl Alerter {
     async fn write_records(&self, s: &Subject<'_>, records: &[AlertRecord]) -> bool {
         let (_, ns, name) = &s.key;
         let part = Records { alerts: records };
-        let fence = s.resource_version.as_deref();
-        let r = match s.key.0 {
-            Object::Validator => self
-                .writer
-                .apply::<MonitoredValidator, _>(ns, name, Manager::Alerts, &part, fence)
-                .await
-                .map(|_| ()),
-            Object::Run => self
-                .writer
-                .apply::<PipelineRun, _>(ns, name, Manager::Alerts, &part, fence)
-                .await
-                .map(|_| ()),
-            Object::Policy => return false,
-        };
-        written(ns, name, r)
+        let mut fence = s.resource_version.clone();
+        // Another writer (the monitor, the advisor) may have changed other fields of the
+        // object since it was read: that loses the fence but not the decision, which rests
+        // on the alert records only. If they are still the ones decided on, write again on
+        // the new resourceVersion; otherwise the next round decides on fresh records.
+        for retry in [true, false] {
+            let r = match s.key.0 {
+                Object::Validator => self
+                    .writer
+                    .apply::<MonitoredValidator, _>(
+                        ns,
+                        name,
+                        Manager::Alerts,
+                        &part,
+                        fence.as_deref(),
+                    )
+                    .await
+                    .map(|_| ()),
+                Object::Run => self
+                    .writer
+                    .apply::<PipelineRun, _>(ns, name, Manager::Alerts, &part, fence.as_deref())
+                    .await
+                    .map(|_| ()),
+                Object::Policy => return false,
+            };
+            if retry && matches!(r, Err(WriteError::Conflict)) {
+                let fresh = match s.key.0 {
+                    Object::Validator => self
+                        .writer
+                        .read::<MonitoredValidator>(ns, name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|o| (o.resource_version(), o.status.map(|st| st.alerts))),
+                    _ => self
+                        .writer
+                        .read::<PipelineRun>(ns, name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|o| (o.resource_version(), o.status.map(|st| st.alerts))),
+                };
+                if let Some((rv, alerts)) = fresh
+                    && alerts.unwrap_or_default() == s.records
+                {
+                    fence = rv;
+                    continue;
+                }
+            }
+            return written(ns, name, r);
+        }
+        false
     }
 
     /// Writes the policy's own alert records, its channels' delivery health and the
