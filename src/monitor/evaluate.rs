@@ -285,7 +285,8 @@ impl Monitor {
             }
         };
         if let Some(status) = status {
-            let written = self
+            let mut fence = fence;
+            let mut written = self
                 .writer
                 .apply::<MonitoredValidator, _>(
                     &key.0,
@@ -295,10 +296,40 @@ impl Monitor {
                     fence.as_deref(),
                 )
                 .await;
+            // Another manager (alerts, advice) changed only its own fields: what this
+            // process decided on is still what the object holds, so write again on the new
+            // resourceVersion instead of dropping the decision.
+            if matches!(written, Err(WriteError::Conflict)) {
+                let last = self
+                    .state
+                    .lock()
+                    .expect("monitor state")
+                    .entries
+                    .get(key)
+                    .and_then(|e| e.written_hash);
+                if let (Some(last), Ok(Some(obj))) = (
+                    last,
+                    self.writer.read::<MonitoredValidator>(&key.0, &key.1).await,
+                ) && super::status_hash(&super::own_status(&obj)) == last
+                {
+                    fence = obj.resource_version();
+                    written = self
+                        .writer
+                        .apply::<MonitoredValidator, _>(
+                            &key.0,
+                            &key.1,
+                            Manager::Vigil,
+                            &status,
+                            fence.as_deref(),
+                        )
+                        .await;
+                }
+            }
             match written {
                 Ok(obj) => self.with_entry(key, |e| {
                     e.resource_version = obj.resource_version();
                     e.written = e.written.max(version);
+                    e.written_hash = Some(super::status_hash(&status));
                 }),
                 Err(WriteError::NotFound) => {
                     self.forget(key);

@@ -85,11 +85,22 @@ struct Entry {
     ack_token: Option<String>,
     /// Applied advice for healing: its token, and whether it escalates (else restarts).
     advice: Option<(String, bool)>,
+    /// A hash of the status this process last wrote (to tell a conflict caused by another
+    /// field manager's fields from one caused by a change of the monitor's own).
+    written_hash: Option<u64>,
 }
 
 /// The part of a validator's status the monitor writes: alert records belong to the
 /// alerter and advice to the advisor (their own field managers), so the monitor neither
 /// takes them over nor removes them.
+/// A hash of a status as the monitor owns it.
+fn status_hash(s: &MonitoredValidatorStatus) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(s).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
 fn own_status(mv: &MonitoredValidator) -> MonitoredValidatorStatus {
     let mut s = mv.status.clone().unwrap_or_default();
     s.alerts.clear();
@@ -117,6 +128,7 @@ impl Entry {
             restart_token: None,
             ack_token: None,
             advice: None,
+            written_hash: None,
         }
     }
 
