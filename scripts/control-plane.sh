@@ -12,6 +12,19 @@
 # the --watch-pid process disappears. A detached reaper process cleans up even if
 # this script itself is SIGKILLed. Component logs: DIR/logs/<name>.log.
 # Set VIGIL_CP_KEEP_DIR=1 to keep DIR (logs, certs, etcd data) after teardown.
+#
+# Pods on kwok's nodes, for tests (stages and logs: write_kwok_files):
+# - A scheduled pod goes Running at once and stays Running until it is deleted.
+# - Annotation vigil-test/exit-code: "N" (an integer): once Running, the pod ends after
+#   vigil-test/run-seconds: "S" seconds (default 1; a fraction or a Go duration like "2m"
+#   works too): every container terminated with exitCode N, the pod Succeeded (N = 0) or
+#   Failed. The real Job controller then marks its Job Complete or Failed. Pods without the
+#   annotation never end, Job pods included (kwok's own stages would end those at once).
+# - Logs, as `kubectl logs` and the API's pods/log read them: a container named
+#   vigil-log-<k>, k = 0..9, serves DIR/pod-logs/<k>.log; every other container serves
+#   DIR/pod.log. The files start empty and are read at each request, in the CRI log format
+#   (one line each: `2026-01-02T03:04:05.000000000Z stdout F <text>`). Tests share them:
+#   append lines with a marker of your own, never truncate.
 set -euo pipefail
 
 SELF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,12 +32,15 @@ SELF=$SELF_DIR/$(basename "${BASH_SOURCE[0]}")
 
 # Everything this script may create inside DIR; teardown removes exactly these, so a
 # mistyped --dir can never wipe unrelated files.
-OWNED=(pid reaper.pid pids bin-dir ready ready.tmp kubeconfig kubeconfig.tmp pki etcd logs kwok.yaml nodes.yaml pod.log)
+OWNED=(pid reaper.pid pids bin-dir ready ready.tmp kubeconfig kubeconfig.tmp pki etcd logs kwok.yaml nodes.yaml pod.log pod-logs)
+
+# The k of the per-container log files DIR/pod-logs/<k>.log (see the top of this file).
+LOG_KEYS=(0 1 2 3 4 5 6 7 8 9)
 
 log() { printf '[control-plane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2 || true; }
 
 usage() {
-  sed -n '2,14p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,/^set -euo/p' "$SELF" | sed '$d' | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -277,16 +293,22 @@ advertise_address() {
 }
 
 write_kwok_files() {
-  # An explicit configuration, so a user's ~/.kwok/kwok.yaml is never read. Without
-  # Stage documents kwok uses its built-in node and pod stages, which mark nodes Ready
-  # and move scheduled pods to Running. Node leases (renewed every 10 s) are the nodes'
-  # heartbeat: the built-in status heartbeat comes every 20-45 s, and a late first one
-  # let the node lifecycle controller's 50 s grace period lapse and mark every pod
-  # NotReady, which kwok never undoes.
-  # Every pod's log is DIR/pod.log (served through the apiserver like a kubelet's), so
-  # that tests can read pod logs the way Vigil does.
+  # An explicit configuration, so a user's ~/.kwok/kwok.yaml is never read. Node leases
+  # (renewed every 10 s) are the nodes' heartbeat: the built-in status heartbeat comes every
+  # 20-45 s, and a late first one let the node lifecycle controller's 50 s grace period
+  # lapse and mark every pod NotReady, which kwok never undoes. Nodes keep kwok's built-in
+  # stages (Ready at once); pods get the stages below (see the top of this file).
+  #
+  # Logs: a pod's container named vigil-log-<k> (k = 0..9) serves DIR/pod-logs/<k>.log;
+  # every other container serves DIR/pod.log. (kwok v0.7.0 selects ClusterLogs by namespace
+  # and pod name only, not by label, so the container name picks the file.) All are served
+  # through the apiserver like a kubelet's, so that tests read pod logs the way Vigil does.
   : >"$DIR/pod.log"
-  cat >"$DIR/kwok.yaml" <<EOF
+  mkdir -p "$DIR/pod-logs"
+  local k
+  for k in "${LOG_KEYS[@]}"; do : >"$DIR/pod-logs/$k.log"; done
+  {
+    cat <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
@@ -299,8 +321,167 @@ metadata:
 spec:
   selector: {}
   logs:
-  - logsFile: $DIR/pod.log
 EOF
+    # The first entry naming a container wins; the one without containers is the default.
+    for k in "${LOG_KEYS[@]}"; do
+      printf '  - containers: [vigil-log-%s]\n    logsFile: %s\n' "$k" "$DIR/pod-logs/$k.log"
+    done
+    printf '  - logsFile: %s\n' "$DIR/pod.log"
+    # Quoted: kwok's Go templates use $, which the shell must not expand.
+    cat <<'EOF'
+---
+# Pod stages. Giving any replaces all of kwok's built-in pod stages, so pod-ready and
+# pod-delete are kwok v0.7.0's own (kustomize/stage/pod/fast), unchanged. Its third,
+# pod-complete (every Job-owned pod Succeeded the moment it runs), is left out on purpose:
+# a pod ends only when its vigil-test/exit-code annotation says so (stage pod-exit).
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-ready
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.podIP'
+      operator: 'DoesNotExist'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: ContainersReady
+      {{ range .spec.readinessGates }}
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: {{ .conditionType | Quote }}
+      {{ end }}
+
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: true
+        restartCount: 0
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+
+      initContainerStatuses:
+      {{ range .spec.initContainers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: true
+        restartCount: 0
+        {{ if eq .restartPolicy "Always" }}
+        started: true
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+        {{ else }}
+        state:
+          terminated:
+            exitCode: 0
+            finishedAt: {{ $now | Quote }}
+            reason: Completed
+            startedAt: {{ $now | Quote }}
+        {{ end }}
+      {{ end }}
+
+      hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+      podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-delete
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'Exists'
+  next:
+    finalizers:
+      empty: true
+    delete: true
+---
+# A Running pod annotated vigil-test/exit-code: "N" (an integer) ends vigil-test/run-seconds:
+# "S" seconds later (default 1; S may have a fraction, or be a Go duration such as "2m"):
+# every container terminated with exit code N, the pod Succeeded if N is 0 and Failed
+# otherwise, as a kubelet reports it. The delay starts again whenever the pod changes while
+# it runs.
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-exit
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values:
+      - 'Running'
+    - key: '.metadata.annotations["vigil-test/exit-code"]'
+      operator: 'Exists'
+  delay:
+    durationMilliseconds: 1000
+    durationFrom:
+      jq:
+        expression: '.metadata.annotations["vigil-test/run-seconds"] | if test("^[0-9.]+$") then . + "s" else . end'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $code := index .metadata.annotations "vigil-test/exit-code" | trim | atoi }}
+      {{ $ok := eq $code 0 }}
+      {{ $started := or .status.startTime $now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: PodCompleted
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: PodCompleted
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: {{ $code }}
+            finishedAt: {{ $now | Quote }}
+            reason: {{ if $ok }}Completed{{ else }}Error{{ end }}
+            startedAt: {{ $started | Quote }}
+      {{ end }}
+      phase: {{ if $ok }}Succeeded{{ else }}Failed{{ end }}
+EOF
+  } >"$DIR/kwok.yaml"
   # Fake nodes. No taints, on purpose: any workload (e.g. a Helm chart's Deployment)
   # schedules without tolerations. Nodes may carry their status on create.
   : >"$DIR/nodes.yaml"

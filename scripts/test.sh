@@ -26,6 +26,10 @@ step "Alertmanager and Mailpit for the alert tests (built once, then cached)"
 ALERT_DIR=$(scripts/alert-bins.sh)
 export VIGIL_TEST_ALERT_DIR=$ALERT_DIR
 
+step "SeaweedFS (S3) for the pipeline run archive tests (built once, then cached)"
+S3_DIR=$(scripts/s3-bins.sh) # not `export X=$(...)`: that would hide a failure from set -e
+export VIGIL_TEST_S3_DIR=$S3_DIR
+
 step "building tests"
 # The integration tests spawn vigil-sim from the same target dir (tests/support/simulator.rs).
 cargo build --locked -p vigil-sim --bin vigil-sim

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod llm;
 pub mod operator;
 pub mod receiver;
+pub mod s3;
 pub mod simulator;
 pub mod sshd;
 
