@@ -10,6 +10,8 @@
 //! - "We could not tell" (garbage answer, protocol error) is `Unknown`, never "down".
 //! - A stall of the whole fleet (the highest block of every validator of that chain under the
 //!   policy stopped moving) is a chain halt: reported as such, and not held against the node.
+//!   A node stalled while the fleet has been quiet for over half the stall limit is not
+//!   judged yet (nodes of a halting chain stop a block or two apart).
 //! - Messages of healthy conditions carry no changing numbers, so a steady fleet needs no
 //!   status writes; block heights live in `status.facts` and are refreshed with a change.
 
@@ -152,6 +154,15 @@ impl FleetView {
         } else {
             None
         }
+    }
+
+    /// A fleet of two or more whose highest block has not moved for over half of `stall`: a
+    /// node stalled that long cannot yet be told to have been left behind by its fleet.
+    pub fn quiet(&self, now: Timestamp, stall: Duration) -> bool {
+        self.members >= 2
+            && self
+                .highest_changed_at
+                .is_some_and(|t| elapsed(t, now) > stall / 2)
     }
 
     /// A fleet of two or more whose highest block has not moved for `stall`: the chain halted.
@@ -322,6 +333,14 @@ pub fn instant_checks(
                 Status::False,
                 "MassStall",
                 format!("Best block #{b} has not changed for over {stall}, like most validators of this chain under the policy; a fleet-wide problem, not a fault of this node"),
+            ),
+            // The rest of the fleet stopped too, just later than this node (nodes of a halting
+            // chain stop a block or two apart): too early to tell a halt from a node fault, so
+            // no verdict yet rather than a node fault that the incident would contradict.
+            Some(b) if stalled && fleet.quiet(now, limits.max_block_stall) => check(kind::BLOCK_PRODUCTION,
+                Status::Unknown,
+                "FleetStalling",
+                format!("Best block #{b} has not changed for over {stall}, and the fleet's highest block has not moved for a while either; waiting to tell a chain halt from a fault of this node"),
             ),
             Some(b) if stalled => check(kind::BLOCK_PRODUCTION,
                 Status::False,
@@ -683,6 +702,36 @@ mod tests {
         let bp = find(&s.published, "BlockProduction");
         assert_eq!((bp.status, bp.reason), (Status::False, "ChainHalted"));
         assert_eq!(s.ready(), ("True", "ChainHalted"));
+    }
+
+    /// Nodes of a halting chain stop a block or two apart: the first to stop must not be
+    /// confirmed stalled before the fleet's halt shows (a node fault, then N "recoveries").
+    #[test]
+    fn a_node_that_stops_first_in_a_halt_is_never_a_node_fault() {
+        let mut s = Sim::new();
+        s.probe(ok(100), &fleet(100, 0, 4), at(0));
+        s.probe(ok(100), &fleet(100, 0, 4), at(1));
+        // This node stopped at t=0; the fleet's last block came at t=5, then nothing.
+        let mut readies = vec![];
+        for t in (2..=80).step_by(2) {
+            s.probe(ok(100), &fleet(101, 5, 4), at(t));
+            let (st, why) = s.ready();
+            readies.push((t, st.to_string(), why.to_string()));
+        }
+        assert!(
+            readies.iter().all(|(_, st, _)| st == "True"),
+            "never a node fault: {readies:?}"
+        );
+        let bp = find(&s.published, "BlockProduction");
+        assert_eq!((bp.status, bp.reason), (Status::False, "ChainHalted"));
+        // Between its own stall (t>60) and the halt (t>65): no verdict, not a fault.
+        let mut w = Sim::new();
+        w.probe(ok(100), &fleet(100, 0, 4), at(0));
+        w.probe(ok(100), &fleet(100, 0, 4), at(1));
+        w.probe(ok(100), &fleet(101, 5, 4), at(62));
+        let e = find(&w.published, "BlockProduction");
+        assert_eq!((e.status, e.reason), (Status::Unknown, "FleetStalling"));
+        assert_eq!(w.ready(), ("True", "Healthy"));
     }
 
     #[test]
