@@ -3,6 +3,7 @@
 pub mod advisor;
 pub mod alert;
 pub mod api;
+pub mod archive;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

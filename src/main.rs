@@ -1,5 +1,5 @@
 //! The `vigil` binary: `run` (the operator), `crd` (print the CRDs), `probe`, `advisor-cost`
-//! (the advisor's cost, simulated) and `version`.
+//! (the advisor's cost, simulated), `archive verify` (re-check a run's bundle) and `version`.
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -43,6 +43,11 @@ enum Command {
     /// every unhealthy probe) and print the cost table; no cluster or provider needed. Exit
     /// code: 0 when onIssue meets its target, 1 when it does not, 2 bad arguments.
     AdvisorCost(AdvisorCostArgs),
+    /// Re-check a run's archive bundle (`archive verify <location>`); no cluster needed.
+    Archive {
+        #[command(subcommand)]
+        command: vigil::archive::cli::ArchiveCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => run(args),
         Command::Probe(args) => ExitCode::from(vigil::inspect::main(args)),
+        Command::Archive { command } => ExitCode::from(vigil::archive::cli::main(command)),
         Command::AdvisorCost(args) => {
             use vigil::advisor::simulate;
             let report = simulate::simulate(&simulate::Options {
