@@ -24,6 +24,8 @@ pub mod kind {
     pub const REMEDIATING: &str = "Remediating";
     /// Vigil stopped acting and waits for a person.
     pub const ESCALATED: &str = "Escalated";
+    /// The validator does its duty: signs, authors, stays in the active set (`spec.duty`).
+    pub const SIGNING: &str = "Signing";
     /// The policy's storm guard holds every restart.
     pub const STORM_ACTIVE: &str = "StormActive";
     /// A pipeline run's outcome.

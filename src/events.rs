@@ -72,6 +72,8 @@ pub fn drafts(n: &Notice) -> Vec<Draft> {
         let warn = match c.type_.as_str() {
             kind::ESCALATED => c.status == "True",
             kind::REMEDIATING => false,
+            // A stalled run is still Unknown (it may go on), but calls for attention.
+            kind::SUCCEEDED => c.status == "False" || c.reason == "Stalled",
             kind::READY => c.status == "False" || (c.status == "Unknown" && c.reason != "Pending"),
             _ => c.status == "False",
         };

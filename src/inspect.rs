@@ -60,6 +60,13 @@ pub struct ProbeArgs {
     /// `text` for people, `json` for scripts.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+    /// The validator whose duty to read: a Cosmos consensus address (hex or bech32
+    /// valcons), a Substrate account (authorship is read from --metrics).
+    #[arg(long)]
+    pub validator: Option<String>,
+    /// Where to read blocks and signatures (default: --rpc).
+    #[arg(long)]
+    pub duty_rpc: Option<String>,
 }
 
 /// Output format of `vigil probe`.
@@ -87,6 +94,8 @@ pub struct Report {
     pub span: Duration,
     /// The judged conditions, `Ready` last.
     pub conditions: Vec<Desired>,
+    /// The validator's duty (`--validator`): `Signing` and the facts.
+    pub duty: Option<(Desired, crate::api::DutyFacts)>,
 }
 
 impl Report {
@@ -125,12 +134,21 @@ pub fn config(args: &ProbeArgs) -> Result<Config, String> {
             metrics: url(&args.metrics),
             health: url(&args.health),
             tcp: args.tcp.clone(),
+            api: None,
+            beacon: None,
         },
         http: None,
         metrics_prefix: args.metrics_prefix.clone(),
         target: None,
         policy_ref: PolicyRef { name: "cli".into() },
         suspend: false,
+        duty: args.validator.as_ref().map(|v| crate::api::DutySpec {
+            consensus_address: (args.chain == Chain::Cosmos).then(|| v.clone()),
+            account: (args.chain == Chain::Substrate).then(|| v.clone()),
+            beacon_validator: (args.chain == Chain::Ethereum).then(|| v.clone()),
+            rpc: url(&args.duty_rpc),
+            ..Default::default()
+        }),
     };
     let policy = crate::policy::validate(&policy).map_err(|p| format!("policy: {p}"))?;
     Config::new(&MonitoredValidator::new("cli", spec), &policy)
@@ -196,12 +214,46 @@ pub async fn run_probe(config: &Config, samples: u32, interval: Duration) -> Rep
         .try_into()
         .unwrap_or_default();
     block_progress(&mut conditions, &bests, span, config.limits.max_block_stall);
+    let duty = match &config.duty {
+        Some(d) => Some(read_duty(config, d, &last, interval).await),
+        None => None,
+    };
     Report {
         last,
         bests,
         span,
         conditions,
+        duty,
     }
+}
+
+/// One reading of a validator's duty, the way the operator reads it (for Cosmos: a block
+/// follower on the duty RPC, given a few seconds to read the recent blocks).
+async fn read_duty(
+    config: &Config,
+    d: &crate::monitor::Duty,
+    last: &Result<Observation, ProbeError>,
+    interval: Duration,
+) -> (Desired, crate::api::DutyFacts) {
+    let hub = std::sync::Arc::new(crate::duty::feed::Hub::default());
+    if let (Some(rpc), Some(addr)) = (&d.rpc, &d.consensus) {
+        let every = Duration::from_millis(500);
+        let _ = hub.signing(rpc, addr, d.thresholds.window, every);
+        for _ in 0..40 {
+            tokio::time::sleep(every).await;
+            match hub.signing(rpc, addr, d.thresholds.window, every) {
+                Ok(s) if s.window >= d.thresholds.window.min(10) => break,
+                Err(_) => break,
+                _ => {}
+            }
+        }
+    }
+    let probe = last.as_ref().ok().map(|o| crate::monitor::ProbeDuty {
+        authored: o.authored,
+        authority: o.authority,
+        best: o.best_block,
+    });
+    crate::monitor::read_duty(&hub, config.chain, d, probe, interval, Timestamp::now())
 }
 
 /// A single run cannot see a stall shorter than `maxBlockStall`; say what was seen instead of
@@ -273,8 +325,34 @@ pub fn render_text(config: &Config, report: &Report) -> String {
         }
         Err(e) => out.push_str(&format!("  probe failed    {e}\n")),
     }
+    if let Some((_, f)) = &report.duty {
+        out.push_str("duty\n");
+        let facts: [(&str, Option<String>); 9] = [
+            ("last signed", f.last_signed_height.map(|h| format!("#{h}"))),
+            ("missed in row", Some(f.missed_in_a_row.to_string())),
+            (
+                "missed",
+                Some(format!(
+                    "{} of {} ({} alone)",
+                    f.missed_in_window, f.window, f.solo_missed_in_window
+                )),
+            ),
+            ("active", f.active.map(|a| a.to_string())),
+            ("jailed", f.jailed.map(|a| a.to_string())),
+            ("tombstoned", f.tombstoned.map(|a| a.to_string())),
+            ("voting power", f.voting_power.map(|p| p.to_string())),
+            ("authored", f.blocks_authored.map(|p| p.to_string())),
+            ("state", f.state.clone()),
+        ];
+        for (k, v) in facts {
+            if let Some(v) = v {
+                out.push_str(&format!("  {k:<15} {v}\n"));
+            }
+        }
+    }
     out.push_str("conditions\n");
-    for c in &report.conditions {
+    let signing = report.duty.as_ref().map(|(d, _)| d);
+    for c in report.conditions.iter().chain(signing) {
         out.push_str(&format!(
             "  {:<15} {:<7} {:<18} {}\n",
             c.type_,
@@ -309,7 +387,8 @@ pub fn render_json(config: &Config, report: &Report) -> serde_json::Value {
         "samples": report.bests.len(),
         "spanMs": report.span.as_millis() as u64,
         "ready": report.ready().status.as_str(),
-        "conditions": report.conditions.iter().map(|c| json!({
+        "duty": report.duty.as_ref().map(|(_, f)| f),
+        "conditions": report.conditions.iter().chain(report.duty.as_ref().map(|(d, _)| d)).map(|c| json!({
             "type": c.type_,
             "status": c.status.as_str(),
             "reason": c.reason,
@@ -419,6 +498,8 @@ mod tests {
             samples: 1,
             interval: "1s".into(),
             output: Output::Text,
+            validator: None,
+            duty_rpc: None,
         };
         let c = config(&args).unwrap();
         assert_eq!(c.limits.min_peers, 7);

@@ -8,6 +8,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod duration;
+pub mod duty;
 pub mod events;
 pub mod fleet;
 pub mod health;

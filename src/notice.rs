@@ -60,8 +60,16 @@ pub enum What {
     StormCleared,
     /// An object could not be read (decode failure).
     InvalidObject,
+    /// A pipeline run's step changed phase (started, finished, failed, stopped, skipped).
+    StepChanged,
     /// A pipeline run's archive was written and verified.
     ArchiveVerified,
+    /// A pipeline run's archive failed (it is retried).
+    ArchiveFailed,
+    /// A person let a run go without its archive (`vigil.dev/skip-archive`).
+    ArchiveSkipped,
+    /// A run's Jobs, or the run itself, were deleted after its verified archive.
+    RunCleanedUp,
     /// The advisor gave a diagnosis.
     Advice,
     /// A notification was sent (or could not be).

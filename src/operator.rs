@@ -300,7 +300,17 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
     };
     let validator_ctl = Controller::for_stream(v_stream, v_reader).with_config(cfg.clone());
     let policy_ctl = Controller::new(policies_api.clone(), wc.clone()).with_config(cfg.clone());
-    let run_ctl = Controller::new(runs_api, wc.clone()).with_config(cfg);
+    // A run owns its steps' Jobs: a Job finishing (or heartbeating) wakes its run at once.
+    // Only Jobs labelled as a run's are watched, not every Job of the cluster.
+    let jobs_api: Api<k8s_openapi::api::batch::v1::Job> = api_for(&client, &settings.namespace);
+    let run_ctl = Controller::new(runs_api, wc.clone())
+        .owns(
+            jobs_api,
+            watcher::Config::default()
+                .any_semantic()
+                .labels(controller::pipeline::RUN_LABEL),
+        )
+        .with_config(cfg);
     let validators = validator_ctl.store();
     let policies = policy_ctl.store();
     let runs = run_ctl.store();

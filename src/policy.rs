@@ -39,6 +39,8 @@ pub struct Policy {
     pub advisor: Advisor,
     /// Where notifications go.
     pub alerts: Alerts,
+    /// How validator duty is judged.
+    pub duty: crate::duty::judge::Thresholds,
     /// The kill switch.
     pub suspend: bool,
 }
@@ -394,6 +396,7 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<Policy, Problems> {
             max_unhealthy_percent,
             escalate_after: r.escalate_after,
             policy_suspended: spec.suspend,
+            duty_restart: spec.duty.restart_when_not_signing,
         },
         ssh_command,
     };
@@ -574,6 +577,7 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<Policy, Problems> {
         remediation,
         advisor,
         alerts,
+        duty: crate::duty::judge::Thresholds::from_spec(&spec.duty),
         suspend: spec.suspend,
     })
 }

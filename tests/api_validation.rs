@@ -675,6 +675,15 @@ fn steps_are_unique_and_run_after_existing_steps() {
             "  steps:\n  - {{name: a, template: {JOB}}}\n  - {{name: b, runAfter: [a], template: {JOB}}}\n"
         )),
     );
+    // A run's steps are fixed once it exists (its Jobs are made from them).
+    rejected(
+        c,
+        &ns,
+        &run(&format!(
+            "  steps:\n  - {{name: a, template: {JOB}}}\n  - {{name: b, template: {JOB}}}\n"
+        )),
+        "steps cannot change after the run is created",
+    );
 }
 
 #[test]

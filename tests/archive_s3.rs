@@ -114,12 +114,12 @@ fn bundles_on_a_real_s3_server() {
     let held = s3.get(&full).expect("the object");
     assert_eq!(held.len() as u64, written.size);
     assert_eq!(vigil::archive::sha256_hex(&held), written.sha256);
-    assert_eq!(s3.list("runs"), [full.clone()]);
+    assert_eq!(s3.list("runs"), std::slice::from_ref(&full));
 
     // Written again (a retried archive): the same key, the same bytes, still one object.
     let again = rt.block_on(write(&st, &key, &big)).unwrap();
     assert_eq!(again.sha256, written.sha256);
-    assert_eq!(s3.list("runs"), [full.clone()]);
+    assert_eq!(s3.list("runs"), std::slice::from_ref(&full));
 
     // The CLI, credentials from the environment; the secret is never printed.
     let (code, out) = verify_cli(&s3, &written.location, &s3.secret_key);

@@ -70,24 +70,27 @@ fn reconciles_valid_objects_with_status_and_events() {
         (p["status"]["validators"] == 1).then_some(())
     });
 
+    // The run starts its first step as a Job (its pod runs until it is stopped here).
     wait_condition(
         c,
         &ns,
         "prun/nightly-snapshot",
         "Succeeded",
         "Unknown",
-        "Pending",
+        "Running",
         T,
     );
     let run = get_json(c, &ns, "prun", "nightly-snapshot").unwrap();
     assert_eq!(run["status"]["progress"], "0/3");
+    assert_eq!(run["status"]["steps"][0]["phase"], "Running");
     assert_eq!(run["status"]["steps"][1]["name"], "verify");
     assert_eq!(run["status"]["steps"][1]["phase"], "Pending");
 
     eventually(T, "Events for all three objects", || {
         (has_event(c, &ns, "alice", "Normal", "Pending")
             && has_event(c, &ns, "substrate-main", "Normal", "Valid")
-            && has_event(c, &ns, "nightly-snapshot", "Normal", "Pending"))
+            && has_event(c, &ns, "nightly-snapshot", "Normal", "Running")
+            && has_event(c, &ns, "nightly-snapshot", "Normal", "StepStarted"))
         .then_some(())
     });
 

@@ -24,6 +24,12 @@ pub enum Symptom {
     FleetIncident,
     /// Restarts were tried and did not fix it.
     RepeatedFailures,
+    /// The node is healthy but the validator is jailed, tombstoned or slashed.
+    Jailed,
+    /// The node is healthy but the validator is not in the active set.
+    Inactive,
+    /// The node is healthy but the validator misses blocks or authors none.
+    NotSigning,
     /// Something else is wrong (finality, latency).
     Other,
     /// Nothing is wrong.
@@ -41,6 +47,9 @@ impl Symptom {
             Symptom::Behind => "behind",
             Symptom::FleetIncident => "fleetIncident",
             Symptom::RepeatedFailures => "repeatedFailures",
+            Symptom::Jailed => "jailed",
+            Symptom::Inactive => "inactive",
+            Symptom::NotSigning => "notSigning",
             Symptom::Other => "other",
             Symptom::Healthy => "healthy",
         }
@@ -67,6 +76,25 @@ pub fn classify(s: &MonitoredValidatorStatus) -> Symptom {
         || cs.iter().any(|c| c.type_ == kind::READY && fleet(c))
     {
         return Symptom::FleetIncident;
+    }
+    // Duty: a healthy node whose validator does not do its job. (A dead node misses
+    // blocks too; then the node's own fault is the cause, classed below.)
+    let node_fault = [
+        kind::REACHABLE,
+        kind::SYNCED,
+        kind::BLOCK_PRODUCTION,
+        kind::PEERS_HEALTHY,
+        kind::FINALIZING,
+    ]
+    .iter()
+    .any(|t| failing(cs, t).is_some());
+    if !node_fault && let Some(c) = failing(cs, kind::SIGNING) {
+        use crate::duty::judge::reason as duty;
+        return match c.reason.as_str() {
+            duty::JAILED | duty::TOMBSTONED | duty::SLASHED => Symptom::Jailed,
+            duty::NOT_IN_ACTIVE_SET => Symptom::Inactive,
+            _ => Symptom::NotSigning,
+        };
     }
     let ready_false = failing(cs, kind::READY).is_some();
     if !ready_false {
@@ -155,6 +183,24 @@ pub fn decide(symptom: Symptom) -> Decision {
             "Restarts did not fix it; a person must look.",
             "The last restarts did not heal the node; another restart is unlikely to help and may hide the cause.",
         ),
+        Symptom::Jailed => (
+            A::Alert,
+            0.9,
+            "The validator is jailed or slashed; its operator must act, restart nothing.",
+            "The chain itself keeps the validator out until its operator unjails it (or for good, when tombstoned); the node is fine and a restart changes nothing.",
+        ),
+        Symptom::Inactive => (
+            A::Investigate,
+            0.7,
+            "The validator is not in the active set; check its stake and registration.",
+            "The node is healthy but the chain does not count the validator among the active ones this era or session: a matter of stake, nomination or registration, not of the node.",
+        ),
+        Symptom::NotSigning => (
+            A::Investigate,
+            0.7,
+            "The node is healthy but the validator misses blocks; check its signing key and signer.",
+            "Blocks advance and the node follows them, yet the validator's signature is missing: its key is not loaded, its remote signer is down, or it runs as a full node. A restart does not load a key and can double-sign behind a remote signer.",
+        ),
         Symptom::Other => (
             A::Alert,
             0.5,
@@ -196,6 +242,40 @@ mod tests {
                 status(vec![cond("Ready", "True", "Healthy")]),
                 Symptom::Healthy,
                 A::None,
+            ),
+            (
+                "healthy node, jailed validator: alert, never restart",
+                status(vec![
+                    cond("Ready", "True", "Healthy"),
+                    cond("Signing", "False", "Jailed"),
+                ]),
+                Symptom::Jailed,
+                A::Alert,
+            ),
+            (
+                "healthy node, missing blocks (folded into Ready): investigate",
+                status(vec![
+                    cond("Ready", "False", "MissedBlocks"),
+                    cond("Signing", "False", "MissedBlocks"),
+                ]),
+                Symptom::NotSigning,
+                A::Investigate,
+            ),
+            (
+                "out of the active set",
+                status(vec![cond("Signing", "False", "NotInActiveSet")]),
+                Symptom::Inactive,
+                A::Investigate,
+            ),
+            (
+                "a dead node misses blocks: the node is the cause",
+                status(vec![
+                    cond("Ready", "False", "ConnectionRefused"),
+                    cond("Reachable", "False", "ConnectionRefused"),
+                    cond("Signing", "False", "MissedBlocks"),
+                ]),
+                Symptom::Unreachable,
+                A::Restart,
             ),
             (
                 "unreachable: restart",

@@ -40,7 +40,7 @@ const fn mins(m: u64) -> Duration {
 }
 
 /// Every alert, in the order of the table in the docs.
-pub const ALL: [AlertName; 25] = [
+pub const ALL: [AlertName; 28] = [
     AlertName::ValidatorNotReady,
     AlertName::ValidatorUnreachable,
     AlertName::BlockProductionStalled,
@@ -49,6 +49,9 @@ pub const ALL: [AlertName; 25] = [
     AlertName::NotSynced,
     AlertName::BehindFleet,
     AlertName::ProbeFailing,
+    AlertName::ValidatorNotSigning,
+    AlertName::ValidatorJailed,
+    AlertName::ValidatorInactive,
     AlertName::RemediationSucceeded,
     AlertName::RemediationFailed,
     AlertName::RemediationBlocked,
@@ -99,6 +102,14 @@ pub fn info(name: AlertName) -> Info {
             State,
             "Vigil cannot tell the validator's health",
         ),
+        A::ValidatorNotSigning => row(Warning, mins(60), State, "Validator does not sign"),
+        A::ValidatorJailed => row(Critical, mins(60), State, "Validator is jailed or slashed"),
+        A::ValidatorInactive => row(
+            Warning,
+            mins(240),
+            State,
+            "Validator is not in the active set",
+        ),
         A::RemediationSucceeded => row(Inf, mins(0), Event, "Remediation healed the validator"),
         A::RemediationFailed => row(Warning, mins(0), Event, "Remediation failed"),
         A::RemediationBlocked => row(Warning, mins(0), Event, "Remediation was held back"),
@@ -147,6 +158,9 @@ pub fn name_str(name: AlertName) -> &'static str {
         A::NotSynced => "NotSynced",
         A::BehindFleet => "BehindFleet",
         A::ProbeFailing => "ProbeFailing",
+        A::ValidatorNotSigning => "ValidatorNotSigning",
+        A::ValidatorJailed => "ValidatorJailed",
+        A::ValidatorInactive => "ValidatorInactive",
         A::RemediationSucceeded => "RemediationSucceeded",
         A::RemediationFailed => "RemediationFailed",
         A::RemediationBlocked => "RemediationBlocked",
@@ -239,6 +253,21 @@ pub fn validator(status: &MonitoredValidatorStatus) -> Vec<Firing> {
             kind::PEERS_HEALTHY => AlertName::PeersLow,
             kind::SYNCED if c.reason == "BehindFleet" => AlertName::BehindFleet,
             kind::SYNCED => AlertName::NotSynced,
+            kind::SIGNING => {
+                use crate::duty::judge::reason as duty;
+                let name = match c.reason.as_str() {
+                    duty::JAILED | duty::TOMBSTONED | duty::SLASHED => AlertName::ValidatorJailed,
+                    duty::NOT_IN_ACTIVE_SET => AlertName::ValidatorInactive,
+                    _ => AlertName::ValidatorNotSigning,
+                };
+                // Tiered: the last tier of missed blocks is critical.
+                let mut f = Firing::new(name, &c.message);
+                if crate::duty::judge::critical(&c.reason) {
+                    f.severity = Severity::Critical;
+                }
+                out.push(f);
+                continue;
+            }
             _ => continue,
         };
         out.push(Firing::new(name, &c.message));
@@ -345,8 +374,10 @@ pub fn run(status: &PipelineRunStatus) -> Vec<Firing> {
             out.push(Firing::new(AlertName::PipelineStepFailed, &s.message).subject(&s.name));
         }
     }
+    // A skipped archive is a person's decision, not a failure.
     if let Some(c) = cs.iter().find(|c| c.type_ == kind::ARCHIVED)
         && c.status == Status::False.as_str()
+        && c.reason != crate::pipeline::lifecycle::reason::SKIPPED
     {
         out.push(Firing::new(AlertName::ArchiveFailed, &c.message));
     }
@@ -424,6 +455,32 @@ mod tests {
                     cond("BlockProduction", "Unknown", "NodeUnreachable"),
                 ],
                 vec![A::ValidatorUnreachable],
+            ),
+            (
+                "missing blocks: a warning tier",
+                vec![
+                    cond("Ready", "True", "Healthy"),
+                    cond("Signing", "False", "MissedBlocks"),
+                ],
+                vec![A::ValidatorNotSigning],
+            ),
+            (
+                "jailed, folded into Ready: one alert",
+                vec![
+                    cond("Ready", "False", "Jailed"),
+                    cond("Signing", "False", "Jailed"),
+                ],
+                vec![A::ValidatorJailed],
+            ),
+            (
+                "out of the active set",
+                vec![cond("Signing", "False", "NotInActiveSet")],
+                vec![A::ValidatorInactive],
+            ),
+            (
+                "duty cannot be read: no alert of duty",
+                vec![cond("Signing", "Unknown", "DutyUnknown")],
+                vec![],
             ),
             (
                 "two failing conditions",

@@ -58,7 +58,12 @@ use serde::{Deserialize, Serialize};
 #[schemars(transform = run_rules)]
 pub struct PipelineRunSpec {
     /// The steps; each runs as one Job once every step in its `runAfter` has succeeded.
+    /// They cannot change once the run exists: create a new run instead.
     #[schemars(length(min = 1, max = 64))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "steps cannot change after the run is created; create a new PipelineRun"
+    }]))]
     pub steps: Vec<Step>,
     /// Longest the whole run may take (more than 0s, at most 8760h); unset means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,7 +291,13 @@ pub struct PipelineRunStatus {
     /// Per-step state, in spec order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepStatus>,
-    /// The verified archive.
+    /// The last `vigil.dev/heartbeat` annotation value seen on the run (a new value is
+    /// progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub heartbeat: Option<String>,
+    /// The archive: recorded before each upload (so a restart finds an upload that may have
+    /// happened and verifies it instead of writing a second one), completed once verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<ArchiveStatus>,
     /// Alerts of this run and whether they are still firing (for repeat and resolve).
@@ -318,6 +329,11 @@ pub struct StepStatus {
     /// What happened, for people.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The last `vigil.dev/heartbeat` annotation value seen on the step's Job (a new value
+    /// is progress, so a slow but alive step is not called stalled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub heartbeat: Option<String>,
 }
 
 /// Where a step is. A step runs as one Job once every step in its `runAfter` succeeded.
@@ -346,13 +362,30 @@ pub enum StepPhase {
 pub struct ArchiveStatus {
     /// URL of the archive (`s3://bucket/key` or `file:///path`).
     pub location: String,
-    /// SHA-256 of the archive, hex.
+    /// SHA-256 of the archive, hex (once verified).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
-    /// Size in bytes.
+    /// Size in bytes (once verified).
+    #[serde(default)]
     pub size: u64,
-    /// When the archive was read back and its checksum matched.
+    /// Files in the bundle (once verified).
+    #[serde(default)]
+    pub files: u32,
+    /// When the archive was read back and every hash matched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_time: Option<Time>,
+    /// Uploads started so far (recorded before each one).
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the latest upload started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_time: Option<Time>,
+    /// Earliest time of the next try after a failure (backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_time: Option<Time>,
+    /// The run's Jobs were deleted after the verified archive (`deleteJobsAfterArchive`).
+    #[serde(default)]
+    pub jobs_deleted: bool,
 }
 
 fn d30m() -> LongDur {

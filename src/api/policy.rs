@@ -52,12 +52,74 @@ pub struct MonitorPolicySpec {
     /// Where notifications go and which events are sent.
     #[serde(default)]
     pub alerts: AlertsSpec,
+    /// How validator duty (signing, authoring, staying in the active set) is judged, for
+    /// validators with `spec.duty`.
+    #[serde(default)]
+    pub duty: DutySpecPolicy,
     /// Kill switch: while true Vigil keeps probing but takes no action, sends no alerts and
     /// asks no advisor for anything governed by this policy.
     #[serde(default)]
     pub suspend: bool,
 }
 
+/// How validator duty is judged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.missedInARow.all(i, i > 0) && (size(self.missedInARow) < 2 || self.missedInARow.all(i, self.missedInARow.filter(j, j == i).size() == 1))",
+        "message": "duty.missedInARow tiers must be above 0 and distinct"
+    },
+    {
+        "rule": "self.maxMissedPercent <= 100",
+        "message": "duty.maxMissedPercent is a percentage: at most 100"
+    }
+]))]
+pub struct DutySpecPolicy {
+    /// Missed blocks in a row at which `Signing` turns False, one tier each: the last tier is
+    /// critical, the others warnings (e.g. `[5, 25, 100]`).
+    #[serde(default = "tiers")]
+    #[schemars(length(min = 1, max = 8))]
+    pub missed_in_a_row: Vec<u32>,
+    /// Blocks in the sliding window for the missed share.
+    #[serde(default = "hundred")]
+    #[schemars(range(min = 10, max = 10000))]
+    pub window: u64,
+    /// Largest share of the window, in percent, that may be missed (a warning above it).
+    #[serde(default = "five")]
+    pub max_missed_percent: u32,
+    /// Substrate: `Signing` turns False when no block was authored for this many expected
+    /// authoring intervals (block time × validators in the set).
+    #[serde(default = "three")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub authored_within_intervals: u32,
+    /// Fold `Signing` into `Ready`: a validator that does not sign is then not Ready (and
+    /// counts as unhealthy for storms and alerts of `Ready`). Off: duty alerts only.
+    #[serde(default)]
+    pub affects_ready: bool,
+    /// Restart a node whose health is fine but which does not sign. Off by default:
+    /// restarting a jailed validator or one out of the active set fixes nothing, and
+    /// restarting one behind a remote signer can double-sign.
+    #[serde(default)]
+    pub restart_when_not_signing: bool,
+}
+
+impl Default for DutySpecPolicy {
+    fn default() -> Self {
+        DutySpecPolicy {
+            missed_in_a_row: tiers(),
+            window: hundred(),
+            max_missed_percent: five(),
+            authored_within_intervals: three(),
+            affects_ready: false,
+            restart_when_not_signing: false,
+        }
+    }
+}
+
+fn tiers() -> Vec<u32> {
+    vec![5, 25, 100]
+}
 /// How validators are probed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -739,6 +801,13 @@ pub enum AlertName {
     BehindFleet,
     /// Vigil cannot tell a validator's health: its answers cannot be read. Not "down".
     ProbeFailing,
+    /// A validator misses blocks (or attestations, or authors none) while its node may be
+    /// healthy; warning, critical at the last `duty.missedInARow` tier.
+    ValidatorNotSigning,
+    /// A validator is jailed, tombstoned or slashed.
+    ValidatorJailed,
+    /// A validator is not in the active set.
+    ValidatorInactive,
     /// A remediation healed a validator.
     RemediationSucceeded,
     /// A remediation failed.

@@ -51,6 +51,48 @@ pub struct MonitoredValidatorSpec {
     /// Stop acting on this node (restarts, webhooks, advice); it is still probed and reported.
     #[serde(default)]
     pub suspend: bool,
+    /// The validator this node runs, as its chain knows it: its duty (signing, authoring
+    /// blocks, staying in the active set) is tracked as the `Signing` condition. Unset: only
+    /// the node's health is watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duty: Option<DutySpec>,
+}
+
+/// Who the validator is on its chain, and where its duty is read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.consensusAddress) || has(self.account) || has(self.beaconValidator)",
+        "message": "duty needs the validator's identity: consensusAddress (cosmos), account (substrate) or beaconValidator (ethereum)"
+    }
+]))]
+pub struct DutySpec {
+    /// Cosmos: the validator's consensus address, hex (as in CometBFT's commits) or bech32
+    /// (`...valcons1...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[0-9A-Za-z]+$"))]
+    pub consensus_address: Option<String>,
+    /// Cosmos: the operator address (`...valoper1...`), to read jailed / bonded from the
+    /// Cosmos SDK REST API (`endpoints.api`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[0-9a-z]+$"))]
+    pub operator_address: Option<String>,
+    /// Substrate: the validator's stash or authority account (SS58).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[0-9A-Za-z]+$"))]
+    pub account: Option<String>,
+    /// Ethereum: the beacon validator index or its 0x public key (with `endpoints.beacon`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 98),
+        regex(pattern = r"^([0-9]+|0x[0-9a-fA-F]{96})$")
+    )]
+    pub beacon_validator: Option<String>,
+    /// Where duty is read (blocks and their signatures): default the node's own RPC. Point
+    /// it at a sentry or another node: a dead validator cannot report its own misses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<HttpUrl>,
 }
 
 /// How a node is probed.
@@ -104,6 +146,12 @@ pub struct Endpoints {
         regex(pattern = r"^[^\s:/]+:[0-9]{1,5}$|^\[[0-9a-fA-F:.]+\]:[0-9]{1,5}$")
     )]
     pub tcp: Option<String>,
+    /// Cosmos SDK REST API (`:1317`): jailed, tombstoned and bonded status of the validator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<HttpUrl>,
+    /// Ethereum beacon node REST API (`:5052`): the validator's status and liveness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beacon: Option<HttpUrl>,
 }
 
 /// What an `http` probe expects.
@@ -280,6 +328,56 @@ pub struct MonitoredValidatorStatus {
     /// Alerts sent for this node and whether they are still firing (for repeat and resolve).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertRecord>,
+    /// The validator's duty as last written (with `spec.duty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duty: Option<DutyFacts>,
+}
+
+/// What the chain says of the validator's duty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DutyFacts {
+    /// Last height (block, or epoch for a beacon validator) the validator signed or attested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_signed_height: Option<u64>,
+    /// Blocks (or epochs) missed in a row up to the latest one read.
+    #[serde(default)]
+    pub missed_in_a_row: u64,
+    /// Missed within the window.
+    #[serde(default)]
+    pub missed_in_window: u64,
+    /// Blocks (or epochs) in the window read so far.
+    #[serde(default)]
+    pub window: u64,
+    /// Missed while more than 2/3 of the voting power signed (this validator's own fault).
+    #[serde(default)]
+    pub solo_missed_in_window: u64,
+    /// In the active validator set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// Jailed (Cosmos).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jailed: Option<bool>,
+    /// Tombstoned (Cosmos; permanent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstoned: Option<bool>,
+    /// Slashed (Ethereum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slashed: Option<bool>,
+    /// Voting power (Cosmos) or effective balance in gwei (Ethereum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voting_power: Option<u64>,
+    /// Blocks authored so far as the node counts them (Substrate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks_authored: Option<u64>,
+    /// When the validator last authored a block (Substrate) or signed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_authored_time: Option<Time>,
+    /// The chain's own word for the validator's state (e.g. `active_ongoing`,
+    /// `BOND_STATUS_BONDED`), at most 64 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub state: Option<String>,
 }
 
 /// Chain facts read from the node.

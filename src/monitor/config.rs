@@ -28,6 +28,25 @@ pub struct Config {
     pub generation: Option<i64>,
     /// How the validator is healed.
     pub heal: Heal,
+    /// Its duty, with `spec.duty`.
+    pub duty: Option<Duty>,
+}
+
+/// Who the validator is on its chain and how its duty is judged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Duty {
+    /// Cosmos consensus address, uppercase hex.
+    pub consensus: Option<String>,
+    /// The consensus address as given (bech32 or hex), for the Cosmos SDK REST API.
+    pub consensus_given: Option<String>,
+    /// Cosmos operator address (`...valoper1...`).
+    pub operator: Option<String>,
+    /// Cosmos SDK REST API (`endpoints.api`).
+    pub api: Option<String>,
+    /// Where blocks and their signatures are read (duty RPC, else the node's RPC).
+    pub rpc: Option<String>,
+    /// The policy's thresholds.
+    pub thresholds: crate::duty::judge::Thresholds,
 }
 
 /// How one validator is healed.
@@ -82,6 +101,25 @@ impl Config {
         };
         target.validate().map_err(|e| e.to_string())?;
         let heal_target = mv.spec.target.as_ref().map(Target::from_spec).transpose()?;
+        let duty = match &mv.spec.duty {
+            None => None,
+            Some(d) => Some(Duty {
+                consensus: d
+                    .consensus_address
+                    .as_deref()
+                    .map(crate::duty::address::consensus_hex)
+                    .transpose()
+                    .map_err(|e| format!("duty.consensusAddress: {e}"))?,
+                consensus_given: d.consensus_address.clone(),
+                operator: d.operator_address.clone(),
+                api: url("endpoints.api", &e.api)?
+                    .map(|u| u.as_str().trim_end_matches('/').to_string()),
+                rpc: url("duty.rpc", &d.rpc)?
+                    .or(target.rpc.clone())
+                    .map(|u| u.as_str().trim_end_matches('/').to_string()),
+                thresholds: policy.duty.clone(),
+            }),
+        };
         Ok(Config {
             chain: mv.spec.chain,
             target,
@@ -96,6 +134,7 @@ impl Config {
                 suspended: mv.spec.suspend,
                 ssh_command: policy.remediation.ssh_command.clone(),
             },
+            duty,
         })
     }
 
@@ -119,6 +158,7 @@ impl Config {
             policy: String::new(),
             generation,
             heal: Heal::default(),
+            duty: None,
         }
     }
 }

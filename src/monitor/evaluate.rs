@@ -70,6 +70,8 @@ pub(super) enum Update {
 pub(super) struct Seen {
     facts: Option<ChainFacts>,
     record: ProbeRecord,
+    /// The validator's duty as read now (with `spec.duty`).
+    duty: Option<crate::api::DutyFacts>,
 }
 
 impl Monitor {
@@ -104,6 +106,11 @@ impl Monitor {
             latency_ms: Some(started.elapsed().as_millis() as u64),
             error: result.as_ref().err().map(|e| e.to_string()),
         };
+        let probe_duty = result.as_ref().ok().map(|o| super::duty::ProbeDuty {
+            authored: o.authored,
+            authority: o.authority,
+            best: o.best_block,
+        });
         let facts_seen = result.as_ref().ok().map(|o| ChainFacts {
             best_block: o.best_block,
             finalized_block: o.finalized_block,
@@ -117,7 +124,7 @@ impl Monitor {
         let outcome = outcome_of(result);
         let now = Timestamp::now();
 
-        let (evaluation, incident) = {
+        let (evaluation, incident, duty) = {
             let mut st = self.state.lock().expect("monitor state");
             let fk = fleet_key(&key.0, &config);
             let freshness = config.interval * 3;
@@ -136,6 +143,7 @@ impl Monitor {
                     v
                 }
             };
+            let st_validators = st.fleets.get(&fk).map_or(1, |f| f.len());
             let kind_now = view.incident(now, stall);
             let state = st
                 .incidents
@@ -162,9 +170,30 @@ impl Monitor {
                 fleet: &view,
                 published_ready: published,
             };
-            let ev = health::evaluate(config.chain, &config.limits, judged, now);
+            let mut ev = health::evaluate(config.chain, &config.limits, judged, now);
             e.memory = ev.memory.clone();
-            (ev, incident)
+            // Duty beside health: `Signing`, folded into `Ready` when the policy says so.
+            let duty = config.duty.as_ref().map(|d| {
+                let look = super::duty::Look {
+                    chain: config.chain,
+                    duty: d,
+                    status: &e.status,
+                    probe: probe_duty,
+                    validators: st_validators,
+                    interval: config.interval,
+                    now,
+                };
+                let (signing, facts) = super::duty::read(&self.duty, look, &mut e.duty);
+                let mut checks = ev.publish.take().unwrap_or_default();
+                if d.thresholds.affects_ready {
+                    let shown = conditions::status_of(&e.status.conditions, kind::READY);
+                    super::duty::fold_into_ready(&mut checks, &signing, shown);
+                }
+                checks.push(signing);
+                ev.publish = Some(checks);
+                facts
+            });
+            (ev, incident, duty)
         };
         if let Some((fk, kind, view)) = incident {
             self.record_incident(&fk, kind, &view, now).await;
@@ -173,7 +202,11 @@ impl Monitor {
             f.last_best_block_change = evaluation.memory.best_changed_at.map(Time);
             f
         });
-        let seen = Seen { facts, record };
+        let seen = Seen {
+            facts,
+            record,
+            duty,
+        };
         if let Some(checks) = evaluation.publish {
             self.publish(&key, Update::Verdict(checks, seen)).await;
         } else if self.facts_refresh > Duration::ZERO {
@@ -232,11 +265,18 @@ impl Monitor {
                     .is_none_or(|t| t.elapsed() >= self.facts_refresh);
             // Facts, the last probe and the counters ride along with a change (or a due
             // refresh); alone they would make every probe a write.
-            if let Some(Seen { facts, record }) = seen
+            if let Some(Seen {
+                facts,
+                record,
+                duty,
+            }) = seen
                 && (conditions_changed || refresh_due)
             {
                 if let Some(f) = facts {
                     s.facts = Some(f);
+                }
+                if let Some(d) = duty {
+                    s.duty = Some(d);
                 }
                 s.last_probe = Some(record);
                 s.consecutive_failures = e.memory.failures;

@@ -15,12 +15,14 @@
 //! from the object after a restart.
 
 mod config;
+mod duty;
 mod evaluate;
 mod heal;
 mod incident;
 mod schedule;
 
-pub use config::{Config, Heal};
+pub use config::{Config, Duty, Heal};
+pub use duty::{ProbeDuty, read_once as read_duty};
 pub use evaluate::outcome_of;
 pub use incident::{IncidentState, incident_record};
 
@@ -88,6 +90,8 @@ struct Entry {
     /// A hash of the status this process last wrote (to tell a conflict caused by another
     /// field manager's fields from one caused by a change of the monitor's own).
     written_hash: Option<u64>,
+    /// What duty tracking remembers of the validator.
+    duty: duty::DutyMemory,
 }
 
 /// The part of a validator's status the monitor writes: alert records belong to the
@@ -129,6 +133,7 @@ impl Entry {
             ack_token: None,
             advice: None,
             written_hash: None,
+            duty: duty::DutyMemory::default(),
         }
     }
 
@@ -208,6 +213,8 @@ pub struct Monitor {
     leader: watch::Receiver<bool>,
     /// Probes and actions in flight (a stop waits for them).
     tasks: Tracker,
+    /// The block followers of duty RPCs, shared by the validators read through each.
+    duty: Arc<crate::duty::feed::Hub>,
 }
 
 /// Tuning of the monitor.
@@ -266,6 +273,7 @@ impl Monitor {
             dry_run: options.dry_run,
             leader: parts.leader,
             tasks: Tracker::default(),
+            duty: Arc::new(crate::duty::feed::Hub::default()),
         })
     }
 

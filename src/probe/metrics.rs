@@ -26,6 +26,10 @@ pub(crate) struct Family {
     version: Option<(&'static str, &'static str)>,
     /// Label of the best-height series holding the network / chain id.
     network_label: Option<&'static str>,
+    /// Blocks the node authored (validator duty).
+    authored: &'static [Lookup],
+    /// The node's roles bitmask (4: authority).
+    roles: &'static [Lookup],
 }
 
 /// A metric base name and an optional required label.
@@ -66,6 +70,8 @@ pub(crate) const SUBSTRATE: Family = Family {
     syncing: &[l("sub_libp2p_is_major_syncing")],
     version: Some(("build_info", "version")),
     network_label: None,
+    authored: &[l("proposer_block_constructed_count")],
+    roles: &[l("node_roles")],
 };
 
 /// CometBFT / Tendermint (`:26660/metrics`). Committed CometBFT blocks are final, so
@@ -79,6 +85,8 @@ pub(crate) const COSMOS: Family = Family {
     syncing: &[l("blocksync_syncing"), l("consensus_fast_syncing")],
     version: None,
     network_label: Some("chain_id"),
+    authored: &[],
+    roles: &[],
 };
 
 /// Ethereum execution clients exposing the EIP-2159 names.
@@ -91,6 +99,8 @@ pub(crate) const ETHEREUM: Family = Family {
     syncing: &[],
     version: None,
     network_label: None,
+    authored: &[],
+    roles: &[],
 };
 
 /// Finds the first sample for one of `lookups`, honouring the prefix rules above.
@@ -172,6 +182,9 @@ pub(crate) fn facts(samples: &[Sample], family: &Family, prefix: Option<&str>) -
             .network_label
             .and_then(|k| best_sample.and_then(|s| s.label(k)))
             .map(str::to_owned),
+        authored: value(family.authored),
+        // Substrate's roles bitmask: 1 full, 2 light, 4 authority.
+        authority: value(family.roles).map(|r| r & 4 != 0),
         ..Observation::default()
     }
 }
@@ -236,6 +249,8 @@ mod tests {
         assert_eq!(o.peers, Some(2));
         assert_eq!(o.syncing, Some(false));
         assert_eq!(o.version.as_deref(), Some("1.1.0-9b6e241ab63"));
+        // Duty: the blocks it authored, and its authority role (roles bitmask 4).
+        assert_eq!((o.authored, o.authority), (Some(5), Some(true)));
     }
 
     #[test]
@@ -250,6 +265,7 @@ mod tests {
             o.version.as_deref(),
             Some("0.1.0-2b496be2-x86_64-linux-gnu")
         );
+        assert_eq!(o.authored, Some(657));
     }
 
     #[test]

@@ -211,6 +211,11 @@ pub struct Observation {
     /// Result of the health URL check, when one was configured (`Http`/`Tcp` probes
     /// set `Some(true)` on success).
     pub health_ok: Option<bool>,
+    /// Blocks this node authored since it started (Substrate
+    /// `*_proposer_block_constructed_count`), for validator duty.
+    pub authored: Option<u64>,
+    /// Whether the node runs as an authority (Substrate `*_node_roles` has bit 4), for duty.
+    pub authority: Option<bool>,
     /// Wall time of the whole probe.
     pub latency: Duration,
     /// Partial failures that did not prevent the observation, e.g. "metrics: …" while
@@ -246,6 +251,8 @@ impl Observation {
         self.version = self.version.take().or(other.version);
         self.network = self.network.take().or(other.network);
         self.health_ok = self.health_ok.or(other.health_ok);
+        self.authored = self.authored.or(other.authored);
+        self.authority = self.authority.or(other.authority);
         for w in other.warnings {
             self.warn(w);
         }
@@ -441,7 +448,7 @@ fn reconnect_is_cheap(target: &ProbeTarget) -> bool {
 /// reqwest is built without a bundled TLS provider (the main binary installs ring);
 /// make sure one exists so building a client cannot panic in other entry points
 /// (tests, tools). Installing fails only if another thread won the race: fine.
-fn ensure_crypto_provider() {
+pub fn ensure_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }

@@ -50,6 +50,8 @@ pub struct Rules {
     pub escalate_after: u32,
     /// The policy's `suspend`.
     pub policy_suspended: bool,
+    /// `duty.restartWhenNotSigning`: a validator not Ready only for its duty is restarted.
+    pub duty_restart: bool,
 }
 
 impl Default for Rules {
@@ -67,6 +69,7 @@ impl Default for Rules {
             max_unhealthy_percent: 0,
             escalate_after: 0,
             policy_suspended: false,
+            duty_restart: false,
         }
     }
 }
@@ -547,6 +550,7 @@ mod tests {
             max_unhealthy_percent: 50,
             escalate_after: 5,
             policy_suspended: false,
+            duty_restart: false,
         }
     }
     fn sick() -> Node {

@@ -268,8 +268,11 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let ready_status = ready.map(|c| Status::parse(&c.status));
     let since = ready.map(|c| c.last_transition_time.0);
     let healthy = ready_status == Some(Status::True);
+    // Not Ready only for its duty (jailed, not signing) is no node fault: a restart fixes
+    // nothing and can double-sign, unless the policy opts in.
+    let duty_only = ready.is_some_and(|c| crate::duty::judge::FAILING.contains(&c.reason.as_str()));
     let node = Node {
-        faulty: ready_status == Some(Status::False),
+        faulty: ready_status == Some(Status::False) && (!duty_only || rules.duty_restart),
         healthy,
         healthy_since: healthy.then_some(since).flatten(),
         suspended: input.suspended,
@@ -510,6 +513,7 @@ mod tests {
             max_unhealthy_percent: 50,
             escalate_after: 5,
             policy_suspended: false,
+            duty_restart: false,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod receiver;
 pub mod s3;
 pub mod simulator;
 pub mod sshd;
+pub mod tamper;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
