@@ -47,8 +47,25 @@ pub struct Hub {
     feeds: Mutex<HashMap<String, Arc<Feed>>>,
     /// Cosmos SDK standings (jailed, tombstoned, bonded), read in the background.
     standings: Polled<super::cosmos_api::CosmosStanding>,
+    /// Beacon validators and their liveness, read in the background.
+    beacons: Polled<BeaconDuty>,
     /// Requests sent to duty RPCs (the benchmark's measure of sharing).
     pub requests: Arc<AtomicU64>,
+}
+
+/// A beacon validator's duty as last read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BeaconDuty {
+    /// Its record (status, slashed, balances).
+    pub validator: super::beacon::BeaconValidator,
+    /// Completed epochs without an attestation, in a row up to the newest read.
+    pub missed_in_a_row: u64,
+    /// Missed epochs in the window.
+    pub missed_in_window: u64,
+    /// Epochs read in the window.
+    pub window: u64,
+    /// The last epoch it attested in.
+    pub last_live_epoch: Option<u64>,
 }
 
 /// Values read in the background every so often, by key: a reader asks for the last value
@@ -132,6 +149,7 @@ impl Hub {
             client,
             feeds: Mutex::new(HashMap::new()),
             standings: Polled::default(),
+            beacons: Polled::default(),
             requests: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -227,6 +245,41 @@ impl Hub {
         })
     }
 
+    /// Beacon validator `id` on the beacon node at `beacon` as last read (every `every`,
+    /// liveness kept for `window` epochs), `None` before the first read.
+    pub fn beacon(
+        &self,
+        beacon: &str,
+        id: &str,
+        window: u64,
+        every: Duration,
+    ) -> Option<Result<BeaconDuty, String>> {
+        let key = format!("{beacon} {id} {window}");
+        let (client, beacon, id) = (self.client.clone(), beacon.to_string(), id.to_string());
+        let track = Arc::new(tokio::sync::Mutex::new(super::beacon::LivenessTrack::new(
+            window as usize,
+        )));
+        let requests = self.requests.clone();
+        self.beacons.get(&key, every, move || {
+            let (client, beacon, id, track) =
+                (client.clone(), beacon.clone(), id.clone(), track.clone());
+            requests.fetch_add(3, Ordering::Relaxed);
+            async move {
+                let mut t = track.lock().await;
+                let v = super::beacon::read(&client, &beacon, &id, &mut t, MAX_BODY)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(BeaconDuty {
+                    validator: v,
+                    missed_in_a_row: t.missed_in_a_row(),
+                    missed_in_window: t.missed_in_window(window),
+                    window: t.recorded_in_window(window),
+                    last_live_epoch: t.last_live_epoch(),
+                })
+            }
+        })
+    }
+
     async fn follow(self: Arc<Self>, feed: Arc<Feed>) {
         loop {
             let every = {
@@ -307,31 +360,15 @@ impl Hub {
     /// One GET, bounded in time and size; errors say what went wrong, never the answer.
     async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let send = self.client.get(url).timeout(REQUEST_TIMEOUT).send();
-        let mut resp = match send.await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => return Err("the duty RPC did not answer in time".into()),
-            Err(_) => return Err("the duty RPC cannot be reached".into()),
-        };
-        if !resp.status().is_success() {
-            return Err(format!(
-                "the duty RPC answered HTTP {}",
-                resp.status().as_u16()
-            ));
-        }
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    if body.len() + c.len() > MAX_BODY {
-                        return Err(format!("the duty RPC answered more than {MAX_BODY} bytes"));
-                    }
-                    body.extend_from_slice(&c);
-                }
-                Ok(None) => return Ok(body),
-                Err(_) => return Err("the duty RPC's answer broke off".into()),
-            }
-        }
+        let url =
+            reqwest::Url::parse(url).map_err(|_| "the duty RPC URL is not usable".to_string())?;
+        tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            super::read::get_json_capped(&self.client, &url, MAX_BODY),
+        )
+        .await
+        .map_err(|_| super::read::DutyReadError::Timeout.to_string())?
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -435,6 +472,6 @@ mod tests {
         let e = hub
             .signing(&url, "AA", 10, Duration::from_millis(500))
             .unwrap_err();
-        assert_eq!(e, "the duty RPC cannot be reached");
+        assert!(e.starts_with("cannot connect to http://127.0.0.1:"), "{e}");
     }
 }

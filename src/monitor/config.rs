@@ -43,6 +43,8 @@ pub struct Duty {
     pub operator: Option<String>,
     /// Cosmos SDK REST API (`endpoints.api`).
     pub api: Option<String>,
+    /// Ethereum beacon node (`endpoints.beacon`) and the validator's index or pubkey.
+    pub beacon: Option<(String, String)>,
     /// Where blocks and their signatures are read (duty RPC, else the node's RPC).
     pub rpc: Option<String>,
     /// The policy's thresholds.
@@ -114,6 +116,12 @@ impl Config {
                 operator: d.operator_address.clone(),
                 api: url("endpoints.api", &e.api)?
                     .map(|u| u.as_str().trim_end_matches('/').to_string()),
+                beacon: match (url("endpoints.beacon", &e.beacon)?, &d.beacon_validator) {
+                    (Some(u), Some(id)) => {
+                        Some((u.as_str().trim_end_matches('/').to_string(), id.clone()))
+                    }
+                    _ => None,
+                },
                 rpc: url("duty.rpc", &d.rpc)?
                     .or(target.rpc.clone())
                     .map(|u| u.as_str().trim_end_matches('/').to_string()),

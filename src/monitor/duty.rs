@@ -92,9 +92,39 @@ pub(super) fn read(
             }
         }
         Chain::Substrate => substrate(memory, status, probe, validators, now, &mut r),
-        Chain::Ethereum | Chain::Http | Chain::Tcp => {
+        Chain::Ethereum => {
+            match &d.beacon {
+                Some((url, id)) => {
+                    // An epoch is 6.4 minutes: reading more often than every 30 s adds nothing.
+                    let every = interval.max(Duration::from_secs(30));
+                    match hub.beacon(url, id, d.thresholds.window, every) {
+                        Some(Ok(b)) => {
+                            let v = &b.validator;
+                            r.facts = DutyFacts {
+                                last_signed_height: b.last_live_epoch,
+                                missed_in_a_row: b.missed_in_a_row,
+                                missed_in_window: b.missed_in_window,
+                                window: b.window,
+                                active: Some(v.active),
+                                slashed: Some(v.slashed),
+                                voting_power: Some(v.effective_balance_gwei),
+                                state: Some(crate::text::cap(&v.status, 64)),
+                                ..Default::default()
+                            }
+                        }
+                        Some(Err(e)) => r.error = Some(e),
+                        None => {}
+                    }
+                }
+                None => r.error = Some(
+                    "an ethereum validator's duty needs endpoints.beacon and duty.beaconValidator"
+                        .into(),
+                ),
+            }
+        }
+        Chain::Http | Chain::Tcp => {
             r.error = Some(format!(
-                "duty of a {} validator needs endpoints.beacon",
+                "a {} target has no validator duty to read",
                 chain.as_str()
             ))
         }
@@ -251,6 +281,7 @@ mod tests {
             consensus_given: None,
             operator: None,
             api: None,
+            beacon: None,
             rpc: None,
             thresholds: Thresholds::default(),
         };
