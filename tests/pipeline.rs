@@ -514,6 +514,10 @@ fn an_s3_outage_is_retried_and_an_unarchived_run_is_never_deleted() {
     );
     let keys = s3.list("runs/");
     assert_eq!(keys.len(), 1, "one archive: {keys:?}");
+    assert!(
+        keys[0].starts_with(&format!("runs/{}/outage-", w.ns)),
+        "<prefix><namespace>/<run>-<uid>.tar.gz: {keys:?}"
+    );
     let env = [
         ("AWS_ACCESS_KEY_ID", s3.access_key.as_str()),
         ("AWS_SECRET_ACCESS_KEY", s3.secret_key.as_str()),

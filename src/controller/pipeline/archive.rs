@@ -254,8 +254,8 @@ async fn archive_once(
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
     let uid = run.uid().unwrap_or_default();
-    let prefix = spec.s3.as_ref().map(|s| s.prefix.as_str()).unwrap_or("");
-    let key = archive::bundle_key(prefix, &ns, &name, &uid);
+    // The S3 store puts its prefix before every key itself.
+    let key = archive::bundle_key("", &ns, &name, &uid);
     let store = match store(ctx, &ns, spec).await {
         Ok(s) => s,
         Err(e) => return failed(ctx, run, status, attempt, String::new(), &e).await,
