@@ -35,6 +35,9 @@ pub struct Metrics {
     pub remediations_blocked: IntCounterVec,
     /// Validators escalated to a person.
     pub escalations: IntCounter,
+    /// Requests sent to duty endpoints (CometBFT RPC, Cosmos SDK REST, beacon API): shared
+    /// by every validator read through one endpoint.
+    pub duty_requests: IntCounter,
     /// Alert notifications, by channel type and result (`sent`, `retried`, `failed`,
     /// `refused`, `dropped`).
     pub notifications: IntCounterVec,
@@ -249,6 +252,11 @@ impl Metrics {
             "Validators escalated to a person",
         )
         .expect("valid metric");
+        let duty_requests = IntCounter::new(
+            "vigil_duty_requests_total",
+            "Requests sent to validator duty endpoints (one block follower per duty RPC)",
+        )
+        .expect("valid metric");
         let notifications = IntCounterVec::new(
             Opts::new(
                 "vigil_alert_notifications_total",
@@ -281,6 +289,7 @@ impl Metrics {
             Box::new(remediations.clone()),
             Box::new(remediations_blocked.clone()),
             Box::new(escalations.clone()),
+            Box::new(duty_requests.clone()),
             Box::new(reconcile_errors.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(status_writes.clone()),
@@ -310,6 +319,7 @@ impl Metrics {
             remediations,
             remediations_blocked,
             escalations,
+            duty_requests,
             notifications,
             alerts_active,
             delivery_latency,

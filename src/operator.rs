@@ -449,6 +449,10 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
                     // Deleted validators leave the cache; forget them here whether or not
                     // they were being probed.
                     monitor.sweep();
+                    // The duty followers count their own requests; the counter follows.
+                    let sent = monitor.duty_requests();
+                    let shown = metrics.duty_requests.get();
+                    metrics.duty_requests.inc_by(sent.saturating_sub(shown));
                     let (t, f, u) = monitor.ready_counts();
                     for (label, n) in [("True", t), ("False", f), ("Unknown", u)] {
                         metrics.validators.with_label_values(&[label]).set(n as i64);

@@ -429,6 +429,11 @@ impl Monitor {
         }
     }
 
+    /// Requests sent to duty endpoints so far (for the metrics counter).
+    pub fn duty_requests(&self) -> u64 {
+        self.duty.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Counts of watched validators by published Ready status (for the metrics gauge).
     pub fn ready_counts(&self) -> (u64, u64, u64) {
         let st = self.state.lock().expect("monitor state");
