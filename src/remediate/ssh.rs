@@ -42,8 +42,8 @@ pub const OUTPUT_LIMIT: usize = 8 * 1024;
 /// finished; the connection is dropped after that in any case.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// One command to run on one machine.
-#[derive(Clone, Copy, Debug)]
+/// One command to run on one machine. Its `Debug` leaves the private key out.
+#[derive(Clone, Copy)]
 pub struct SshRequest<'a> {
     /// Host name or IP address (an IPv6 address may be given with or without brackets).
     pub host: &'a str,
@@ -63,6 +63,21 @@ pub struct SshRequest<'a> {
     pub connect_timeout: Duration,
     /// Time allowed for the command, from opening the session channel to its exit.
     pub command_timeout: Duration,
+}
+
+impl std::fmt::Debug for SshRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshRequest")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("private_key", &"<redacted>")
+            .field("host_key", &self.host_key)
+            .field("argv", &self.argv)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
 }
 
 /// What a command that ran did. A non-zero exit status is an outcome, not an error.
@@ -918,5 +933,26 @@ mod tests {
     fn formats_addresses() {
         assert_eq!(display_addr("10.0.0.1", 22), "10.0.0.1:22");
         assert_eq!(display_addr("::1", 2222), "[::1]:2222");
+    }
+
+    #[test]
+    fn debug_never_shows_the_private_key() {
+        let argv = vec!["systemctl".to_string(), "restart".to_string()];
+        let r = SshRequest {
+            host: "10.1.2.3",
+            port: 22,
+            user: "ops",
+            private_key: "-----BEGIN OPENSSH PRIVATE KEY-----\nCANARY-KEY-BYTES\n",
+            host_key: "ssh-ed25519 AAAA",
+            argv: &argv,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(30),
+        };
+        let text = format!("{r:?} {r:#?}");
+        assert!(
+            !text.contains("CANARY-KEY-BYTES") && !text.contains("PRIVATE KEY"),
+            "{text}"
+        );
+        assert!(text.contains("<redacted>") && text.contains("10.1.2.3"));
     }
 }
