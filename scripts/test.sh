@@ -30,6 +30,10 @@ step "SeaweedFS (S3) for the pipeline run archive tests (built once, then cached
 S3_DIR=$(scripts/s3-bins.sh) # not `export X=$(...)`: that would hide a failure from set -e
 export VIGIL_TEST_S3_DIR=$S3_DIR
 
+step "CometBFT for the validator duty tests (built once, then cached)"
+COMETBFT_DIR=$(scripts/cometbft-bins.sh) # not `export X=$(...)`: that would hide a failure from set -e
+export VIGIL_TEST_COMETBFT_DIR=$COMETBFT_DIR
+
 step "building tests"
 # The integration tests spawn vigil-sim from the same target dir (tests/support/simulator.rs).
 cargo build --locked -p vigil-sim --bin vigil-sim

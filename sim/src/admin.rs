@@ -46,6 +46,28 @@ pub struct NodeInfo {
     pub peers: u32,
     /// Whether the node reports a major sync.
     pub syncing: bool,
+    /// CometBFT: the validator's consensus address (hex, upper case, as in `/status`,
+    /// `/validators` and commit signatures); `null` for other chains.
+    #[serde(default)]
+    pub validator_address: Option<String>,
+    /// CometBFT: the validator's operator address (`cosmosvaloper1…`), for
+    /// `/cosmos/staking/v1beta1/validators/{valoper}`.
+    #[serde(default)]
+    pub valoper: Option<String>,
+    /// CometBFT: the validator's consensus address in bech32 (`cosmosvalcons1…`), for
+    /// `/cosmos/slashing/v1beta1/signing_infos/{valcons}`.
+    #[serde(default)]
+    pub valcons: Option<String>,
+    /// CometBFT: base URL of the Cosmos SDK REST API (the RPC port serves it too).
+    #[serde(default)]
+    pub api: Option<String>,
+    /// Substrate: the node's position among the authorities (it authors the blocks whose
+    /// height % `authorities` is this).
+    #[serde(default)]
+    pub author_index: Option<usize>,
+    /// Substrate: how many authorities the chain has (every substrate node).
+    #[serde(default)]
+    pub authorities: Option<usize>,
 }
 
 /// Describes node `node` as of now.
@@ -54,6 +76,12 @@ pub fn info(shared: &Shared, node: &serve::Node) -> NodeInfo {
     let faults = node.state().faults();
     let facts = shared.with_view(node, |v| v.facts);
     let url = |port: Port, path: &str| format!("http://{}{path}", node.addr(port));
+    let validator = shared
+        .duty
+        .cosmos
+        .as_ref()
+        .and_then(|c| c.validator(id.index));
+    let substrate = shared.duty.substrate.as_ref();
     NodeInfo {
         index: id.index,
         name: id.name.clone(),
@@ -70,6 +98,14 @@ pub fn info(shared: &Shared, node: &serve::Node) -> NodeInfo {
         target: facts.target,
         peers: facts.peers,
         syncing: facts.syncing,
+        validator_address: validator.map(|v| v.address.clone()),
+        valoper: validator.map(|v| v.valoper.clone()),
+        valcons: validator.map(|v| v.valcons.clone()),
+        api: validator.map(|_| url(Port::Rpc, "")),
+        author_index: substrate.and_then(|s| s.rank(id.index)),
+        authorities: substrate
+            .filter(|s| s.rank(id.index).is_some())
+            .map(|s| s.n),
     }
 }
 
@@ -263,6 +299,7 @@ pub async fn apply(shared: &Shared, index: usize, fault: Fault, opts: FaultOptio
         return;
     };
     node.state().apply(fault, opts, &node.params, shared.e());
+    shared.sync_duty(index);
     if fault == Fault::Die {
         serve::kill(node).await;
     }
@@ -299,6 +336,7 @@ pub async fn recover(
             None => st.clear_all(&node.params, e),
         }
     }
+    shared.sync_duty(index);
     if clears(Fault::Hang) {
         node.release.send_modify(|v| *v = v.wrapping_add(1));
     }
@@ -332,8 +370,14 @@ async fn node_fault(
     let node = &a.shared.nodes[index];
     if !fault.applies_to(node.id.chain) {
         return Err(AdminError::bad(format!(
-            "{fault} applies only to substrate nodes; node {index} is {} (use stopBlocks)",
-            node.id.chain
+            "{fault} applies only to {} nodes; node {index} is {}{}",
+            fault.chains_text(),
+            node.id.chain,
+            if fault == Fault::StopFinality {
+                " (use stopBlocks)"
+            } else {
+                ""
+            }
         )));
     }
     let _guard = a.lock.lock().await;
@@ -367,7 +411,8 @@ async fn fleet_fault(State(a): State<Admin>, body: Bytes) -> Result<Response, Ad
         .partition(|i| fault.applies_to(a.shared.nodes[*i].id.chain));
     if explicit && !skipped.is_empty() {
         return Err(AdminError::bad(format!(
-            "{fault} applies only to substrate nodes; not to {skipped:?}"
+            "{fault} applies only to {} nodes; not to {skipped:?}",
+            fault.chains_text()
         )));
     }
     let _guard = a.lock.lock().await;

@@ -43,6 +43,16 @@ impl SimBody {
         SimBody::Full(None)
     }
 
+    /// `head` then `tail`, without copying either (a cached body and its last bytes).
+    pub fn pair(head: Bytes, tail: &'static [u8]) -> SimBody {
+        SimBody::Repeat {
+            head: Some(head),
+            chunk: Bytes::new(),
+            left: 0,
+            tail: Some(Bytes::from_static(tail)),
+        }
+    }
+
     /// A body of several MiB. JSON endpoints get one valid but huge JSON-RPC reply (a
     /// string of `x`), metrics endpoints a huge run of comment lines; `non_utf8` fills
     /// it with bytes that are not UTF-8 instead.

@@ -159,6 +159,99 @@ pub fn base64(input: &[u8]) -> String {
     s
 }
 
+const BECH32: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+
+fn bech32_polymod(values: impl Iterator<Item = u8>) -> u32 {
+    const GEN: [u32; 5] = [
+        0x3b6a_57b2,
+        0x2650_8e6d,
+        0x1ea1_19fa,
+        0x3d42_33dd,
+        0x2a14_62b3,
+    ];
+    let mut chk: u32 = 1;
+    for v in values {
+        let top = chk >> 25;
+        chk = ((chk & 0x01ff_ffff) << 5) ^ u32::from(v);
+        for (i, g) in GEN.iter().enumerate() {
+            if (top >> i) & 1 == 1 {
+                chk ^= g;
+            }
+        }
+    }
+    chk
+}
+
+fn hrp_expand(hrp: &str) -> impl Iterator<Item = u8> + '_ {
+    hrp.bytes()
+        .map(|b| b >> 5)
+        .chain(std::iter::once(0))
+        .chain(hrp.bytes().map(|b| b & 31))
+}
+
+/// Bech32 (BIP-173) of `data` with the human-readable part `hrp`, as Cosmos SDK writes
+/// addresses (`cosmosvaloper1…`, `cosmosvalcons1…`).
+pub fn bech32(hrp: &str, data: &[u8]) -> String {
+    let mut five = Vec::with_capacity(data.len() * 8 / 5 + 1);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in data {
+        acc = (acc << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            five.push(((acc >> bits) & 31) as u8);
+        }
+    }
+    if bits > 0 {
+        five.push(((acc << (5 - bits)) & 31) as u8);
+    }
+    let chk = bech32_polymod(hrp_expand(hrp).chain(five.iter().copied()).chain([0; 6])) ^ 1;
+    let mut s = String::with_capacity(hrp.len() + 1 + five.len() + 6);
+    s.push_str(hrp);
+    s.push('1');
+    s.extend(five.iter().map(|v| char::from(BECH32[usize::from(*v)])));
+    s.extend((0..6).map(|i| char::from(BECH32[((chk >> (5 * (5 - i))) & 31) as usize])));
+    s
+}
+
+/// Decodes a Bech32 string (lower case): its human-readable part and data bytes, or why
+/// not, in the words of the Go `bech32` package Cosmos SDK uses.
+pub fn bech32_decode(s: &str) -> Result<(String, Vec<u8>), String> {
+    let Some(sep) = s.rfind('1') else {
+        return Err("decoding bech32 failed: invalid separator index -1".into());
+    };
+    if sep < 1 || sep + 7 > s.len() {
+        return Err(format!(
+            "decoding bech32 failed: invalid separator index {sep}"
+        ));
+    }
+    let (hrp, rest) = (&s[..sep], &s[sep + 1..]);
+    let mut five = Vec::with_capacity(rest.len());
+    for c in rest.bytes() {
+        let Some(v) = BECH32.iter().position(|x| *x == c) else {
+            return Err(format!(
+                "decoding bech32 failed: invalid character not part of charset: {c}"
+            ));
+        };
+        five.push(v as u8);
+    }
+    if bech32_polymod(hrp_expand(hrp).chain(five.iter().copied())) != 1 {
+        return Err("decoding bech32 failed: invalid checksum".into());
+    }
+    five.truncate(five.len() - 6);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    let mut out = Vec::with_capacity(five.len() * 5 / 8);
+    for v in five {
+        acc = (acc << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 255) as u8);
+        }
+    }
+    Ok((hrp.to_string(), out))
+}
+
 /// A libp2p peer id for an Ed25519 key derived from `seed`: the identity multihash of
 /// the protobuf-encoded public key, which is why real ids start with `12D3KooW`.
 pub fn libp2p_peer_id(seed: u64) -> String {
@@ -211,5 +304,36 @@ mod tests {
         assert!(id.starts_with("12D3KooW"), "{id}");
         assert_eq!(id.len(), 52);
         assert_ne!(libp2p_peer_id(3), libp2p_peer_id(4));
+    }
+
+    #[test]
+    fn bech32_matches_known_addresses() {
+        // BIP-173 test vectors (checksum over the human-readable part and the data).
+        assert_eq!(bech32("a", &[]), "a12uel5l");
+        // One account of the Cosmos Hub, as an account and as its validator operator.
+        let (hrp, data) = bech32_decode("cosmos1sjllsnramtg3ewxqwwrwjxfgc4n4ef9u0tvx7u").unwrap();
+        assert_eq!((hrp.as_str(), data.len()), ("cosmos", 20));
+        assert_eq!(
+            bech32("cosmosvaloper", &data),
+            "cosmosvaloper1sjllsnramtg3ewxqwwrwjxfgc4n4ef9u2lcnj0"
+        );
+        assert_eq!(
+            bech32("cosmos", &data),
+            "cosmos1sjllsnramtg3ewxqwwrwjxfgc4n4ef9u0tvx7u"
+        );
+        let mine = bech32("cosmosvalcons", &bytes(5, 20));
+        assert_eq!(
+            bech32_decode(&mine).unwrap(),
+            ("cosmosvalcons".to_string(), bytes(5, 20))
+        );
+        let mut broken = mine.clone();
+        broken.replace_range(20..21, if &mine[20..21] == "q" { "p" } else { "q" });
+        assert!(bech32_decode(&broken).unwrap_err().contains("checksum"));
+        assert!(bech32_decode("cosmosvalconsb").is_err());
+        assert!(
+            bech32_decode("cosmosvalcons1bbbbbbO")
+                .unwrap_err()
+                .contains("charset")
+        );
     }
 }

@@ -10,6 +10,8 @@ pub struct RpcError {
     pub code: i64,
     /// Human-readable message, as the real client words it.
     pub message: String,
+    /// Details (CometBFT puts the reason here, under a generic message).
+    pub data: Option<String>,
 }
 
 impl RpcError {
@@ -38,11 +40,21 @@ impl RpcError {
         RpcError {
             code,
             message: message.into(),
+            data: None,
         }
     }
 
+    /// The error with `data`.
+    pub fn with_data(mut self, data: impl Into<String>) -> RpcError {
+        self.data = Some(data.into());
+        self
+    }
+
     fn to_value(&self) -> Value {
-        json!({"code": self.code, "message": self.message})
+        match &self.data {
+            Some(d) => json!({"code": self.code, "message": self.message, "data": d}),
+            None => json!({"code": self.code, "message": self.message}),
+        }
     }
 }
 

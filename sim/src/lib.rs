@@ -11,6 +11,13 @@
 //! | ethereum | `http://IP:8545` (JSON-RPC POST) | `http://IP:6060/debug/metrics/prometheus` | none |
 //! | cosmos | `http://IP:26657` (`/status`, `/net_info`, JSON-RPC POST) | `http://IP:26660/metrics` | `http://IP:26657/health` |
 //!
+//! Validator duty (`duty.rs`): the nodes of one chain family form one chain on which each is
+//! a validator. Cosmos nodes also serve `/commit?height=H`, `/validators?height=H&page=P&per_page=N`
+//! and the Cosmos SDK REST queries `/cosmos/slashing/v1beta1/signing_infos/{valcons}` and
+//! `/cosmos/staking/v1beta1/validators/{valoper}` on their RPC port; Substrate nodes count the
+//! blocks they author in `substrate_proposer_block_constructed_count`. The faults
+//! `stopSigning` and `jailed` take a healthy node's validator off its duty.
+//!
 //! Addresses are consecutive from `--base-ip`, skipping last octets 0 and 255. Node `i`
 //! is `sim-i`; with `--mix` the chains come in blocks, in the order given.
 //!
@@ -29,6 +36,7 @@
 mod admin;
 mod body;
 mod cosmos;
+mod duty;
 mod ethereum;
 mod ids;
 mod jsonrpc;
@@ -322,12 +330,17 @@ impl Simulator {
         } else {
             cosmos::PeerPool::default()
         };
+        let duty = duty::Chains::new(&cfg.chains, |chain| {
+            let block_time = cfg.block_time.unwrap_or(chain.default_block_time());
+            model::Params::new(chain, block_time, cfg.peers, 0)
+        });
         let shared = Arc::new(serve::Shared {
             nodes,
             start: Instant::now(),
             start_wall: jiff::Timestamp::now(),
             metrics: cfg.metrics,
             pool,
+            duty,
             conns: AtomicUsize::new(0),
             close_above: budget - budget / 8,
             accept_warned: std::sync::atomic::AtomicU64::new(0),

@@ -137,11 +137,19 @@ pub enum Fault {
     Oversized,
     /// Answers are 200 with bytes that are not UTF-8.
     NonUtf8,
+    /// The node stays healthy (blocks advance, peers fine) but its validator does no duty:
+    /// a CometBFT validator is absent from the commits it would sign, a Substrate
+    /// authority authors no block (the next authority authors its blocks instead).
+    StopSigning,
+    /// The CometBFT validator is jailed: out of the validator set (so it signs nothing),
+    /// `jailed` and unbonding in the staking module, `jailed_until` in the future in its
+    /// signing info (Cosmos only).
+    Jailed,
 }
 
 impl Fault {
     /// Every fault, in the order used for listings.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 12] = [
         Fault::StopBlocks,
         Fault::StopFinality,
         Fault::DropPeers,
@@ -152,6 +160,8 @@ impl Fault {
         Fault::Malformed,
         Fault::Oversized,
         Fault::NonUtf8,
+        Fault::StopSigning,
+        Fault::Jailed,
     ];
 
     /// The name used in the admin API.
@@ -167,13 +177,36 @@ impl Fault {
             Fault::Malformed => "malformed",
             Fault::Oversized => "oversized",
             Fault::NonUtf8 => "nonUtf8",
+            Fault::StopSigning => "stopSigning",
+            Fault::Jailed => "jailed",
         }
     }
 
     /// Whether the fault means anything on `chain`: only Substrate has a finality gadget
-    /// separate from block production.
+    /// separate from block production, the simulated Ethereum nodes are no validators,
+    /// and only Cosmos has jailing.
     pub fn applies_to(self, chain: SimChain) -> bool {
-        self != Fault::StopFinality || chain == SimChain::Substrate
+        self.chains().contains(&chain)
+    }
+
+    /// The chains the fault means anything on.
+    pub fn chains(self) -> &'static [SimChain] {
+        match self {
+            Fault::StopFinality => &[SimChain::Substrate],
+            Fault::StopSigning => &[SimChain::Substrate, SimChain::Cosmos],
+            Fault::Jailed => &[SimChain::Cosmos],
+            _ => &SimChain::ALL,
+        }
+    }
+
+    /// `substrate`, `substrate and cosmos`: the chains of [`Fault::chains`], for messages.
+    pub fn chains_text(self) -> String {
+        let names: Vec<&str> = self.chains().iter().map(|c| c.as_str()).collect();
+        match names.split_last() {
+            Some((last, [])) => (*last).to_string(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        }
     }
 
     fn bit(self) -> u16 {
@@ -227,6 +260,50 @@ impl FaultSet {
     /// The API names of the faults that are on.
     pub fn names(self) -> Vec<&'static str> {
         self.iter().map(Fault::as_str).collect()
+    }
+}
+
+/// What a node's validator does, as its faults say: the input of the chain's duty
+/// timeline (`duty.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DutyState {
+    /// The node runs and follows the chain (not dead, frozen or syncing).
+    pub alive: bool,
+    /// Its key signs (no `stopSigning`).
+    pub signing: bool,
+    /// Jailed: out of the validator set.
+    pub jailed: bool,
+}
+
+impl DutyState {
+    /// A validator doing its duty.
+    pub const HEALTHY: DutyState = DutyState {
+        alive: true,
+        signing: true,
+        jailed: false,
+    };
+
+    /// The duty of a node with `faults`.
+    pub fn of(faults: FaultSet) -> DutyState {
+        DutyState {
+            alive: !(faults.contains(Fault::Die)
+                || faults.contains(Fault::StopBlocks)
+                || faults.contains(Fault::Syncing)),
+            signing: !faults.contains(Fault::StopSigning),
+            jailed: faults.contains(Fault::Jailed),
+        }
+    }
+
+    /// Whether its signature is in a commit (CometBFT) or it authors its blocks (Substrate).
+    pub fn signs(self) -> bool {
+        self.alive && self.signing && !self.jailed
+    }
+
+    /// In the validator set, and absent from the commit while the node itself runs: the
+    /// blocks CometBFT's `validator_missed_blocks` metric counts for `stopSigning` (the
+    /// node's own downtime is [`Facts::missed`]).
+    pub fn misses_while_up(self) -> bool {
+        self.alive && !self.signing && !self.jailed
     }
 }
 
@@ -367,6 +444,11 @@ impl NodeState {
         self.faults
     }
 
+    /// What its validator does now.
+    pub fn duty(&self) -> DutyState {
+        DutyState::of(self.faults)
+    }
+
     /// Delay of the `slow` fault, when it is on.
     pub fn slow(&self) -> Option<Duration> {
         self.faults
@@ -457,7 +539,9 @@ impl NodeState {
             | Fault::Hang
             | Fault::Malformed
             | Fault::Oversized
-            | Fault::NonUtf8 => {}
+            | Fault::NonUtf8
+            | Fault::StopSigning
+            | Fault::Jailed => {}
         }
         self.faults.insert(fault);
     }
@@ -494,7 +578,9 @@ impl NodeState {
             | Fault::Hang
             | Fault::Malformed
             | Fault::Oversized
-            | Fault::NonUtf8 => {}
+            | Fault::NonUtf8
+            | Fault::StopSigning
+            | Fault::Jailed => {}
         }
     }
 

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use super::body::SimBody;
 use super::cosmos::{self, PeerPool};
+use super::duty;
 use super::model::{Fault, FaultSet, NodeState, Params, SimChain};
 use super::view::{Identity, View};
 use super::{ethereum, jsonrpc, substrate};
@@ -104,6 +105,8 @@ pub struct Shared {
     pub metrics: bool,
     /// CometBFT `/net_info` peers.
     pub pool: PeerPool,
+    /// Who signs and authors which block, per chain.
+    pub duty: duty::Chains,
     /// Open connections across the fleet.
     pub conns: AtomicUsize,
     /// Above this many open connections, replies close their connection, so idle
@@ -121,13 +124,27 @@ impl Shared {
 
     /// Runs `f` on the current view of `node`.
     pub fn with_view<T>(&self, node: &Node, f: impl FnOnce(&View<'_>) -> T) -> T {
-        let facts = node.state().facts(&node.params, self.e());
+        let (facts, duty) = {
+            let st = node.state();
+            (st.facts(&node.params, self.e()), st.duty())
+        };
         f(&View {
             node: &node.id,
             facts,
             params: node.params,
             start_wall: self.start_wall,
+            duty,
         })
+    }
+
+    /// Records in its chain's duty timeline what node `index`'s validator does now (after
+    /// its faults changed).
+    pub fn sync_duty(&self, index: usize) {
+        let Some(node) = self.nodes.get(index) else {
+            return;
+        };
+        let duty = node.state().duty();
+        self.duty.update(index, node.id.chain, duty, self.e());
     }
 
     /// The connection budget for `listeners` listening sockets under `fd_limit`.
@@ -303,7 +320,14 @@ async fn handle(
         tokio::time::sleep(delay).await;
     }
     let mut resp = match body {
-        Ok(body) => route(&shared, node, port, &parts.method, parts.uri.path(), &body),
+        Ok(body) => route(
+            &shared,
+            node,
+            port,
+            &parts.method,
+            (parts.uri.path(), parts.uri.query()),
+            &body,
+        ),
         Err(_) => text(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body is larger than 1 MiB\n",
@@ -382,7 +406,7 @@ fn route(
     node: &Node,
     port: Port,
     method: &Method,
-    path: &str,
+    (path, query): (&str, Option<&str>),
     body: &Bytes,
 ) -> Response<SimBody> {
     let chain = node.id.chain;
@@ -394,9 +418,23 @@ fn route(
             return method_not_allowed();
         }
         let text = shared.with_view(node, |v| match chain {
-            SimChain::Substrate => substrate::metrics(v),
+            SimChain::Substrate => {
+                let authored = shared.duty.substrate.as_ref().map_or(0, |s| {
+                    s.authored(node.id.index, v.facts.starting, v.facts.best)
+                });
+                substrate::metrics(v, authored)
+            }
             SimChain::Ethereum => ethereum::metrics(v),
-            SimChain::Cosmos => cosmos::metrics(v),
+            SimChain::Cosmos => {
+                let sig = shared
+                    .duty
+                    .cosmos
+                    .as_ref()
+                    .map_or_else(Default::default, |c| {
+                        cosmos::Signing::of(c, node.id.index, v.facts.starting, v.facts.best)
+                    });
+                cosmos::metrics(v, &sig)
+            }
         });
         return respond(
             StatusCode::OK,
@@ -429,12 +467,107 @@ fn route(
             shared.with_view(node, |v| cosmos::envelope(&shared.pool.net_info(v))),
         ),
         (SimChain::Cosmos, &Method::GET, "/health") => json(StatusCode::OK, cosmos::envelope("{}")),
+        (SimChain::Cosmos, &Method::GET, "/commit") => commit(shared, node, query),
+        (SimChain::Cosmos, &Method::GET, "/validators") => validators(shared, node, query),
+        (SimChain::Cosmos, &Method::GET, p) if p.starts_with(SIGNING_INFOS) => rest(
+            shared,
+            node,
+            &p[SIGNING_INFOS.len()..],
+            cosmos::signing_info,
+        ),
+        (SimChain::Cosmos, &Method::GET, p) if p.starts_with(STAKING_VALIDATORS) => rest(
+            shared,
+            node,
+            &p[STAKING_VALIDATORS.len()..],
+            cosmos::staking_validator,
+        ),
         (SimChain::Cosmos, &Method::GET, "/") => text(
             StatusCode::OK,
-            "Available endpoints:\n//health\n//net_info\n//status\n",
+            "Available endpoints:\n//commit?height=_\n//health\n//net_info\n//status\n//validators?height=_&page=_&per_page=_\n",
         ),
         (_, &Method::GET, _) => not_found(),
         _ => method_not_allowed(),
+    }
+}
+
+/// Path prefix of the Cosmos SDK signing info query.
+const SIGNING_INFOS: &str = "/cosmos/slashing/v1beta1/signing_infos/";
+/// Path prefix of the Cosmos SDK staking validator query.
+const STAKING_VALIDATORS: &str = "/cosmos/staking/v1beta1/validators/";
+
+/// A CometBFT error reply (HTTP 500, as CometBFT sends it).
+fn rpc_error(code: i64, message: &str, data: &str) -> Response<SimBody> {
+    json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        cosmos::error_envelope(code, message, data),
+    )
+}
+
+/// `GET /commit?height=H`: from the chain's cache of rendered commits, without a copy.
+fn commit(shared: &Shared, node: &Node, query: Option<&str>) -> Response<SimBody> {
+    let Some(chain) = shared.duty.cosmos.as_ref() else {
+        return not_found();
+    };
+    let h = match cosmos::query_int(query, "height") {
+        Ok(h) => h,
+        Err(e) => return rpc_error(-32602, "Invalid params", &e),
+    };
+    let (best, start_wall) = shared.with_view(node, |v| (v.facts.best, v.start_wall));
+    let h = match duty::check_height(h.map(|h| h.max(0) as u64), best) {
+        Ok(h) => h,
+        Err(e) => return rpc_error(-32603, "Internal error", &e.0),
+    };
+    let head = chain.commit(h, |st| cosmos::render_commit(chain, st, h, start_wall));
+    respond(
+        StatusCode::OK,
+        "application/json; charset=utf-8",
+        SimBody::pair(head, cosmos::commit_tail(h < best)),
+    )
+}
+
+/// `GET /validators?height=H&page=P&per_page=N`.
+fn validators(shared: &Shared, node: &Node, query: Option<&str>) -> Response<SimBody> {
+    let Some(chain) = shared.duty.cosmos.as_ref() else {
+        return not_found();
+    };
+    let args = ["height", "page", "per_page"].map(|k| cosmos::query_int(query, k));
+    let [h, page, per_page] = match args {
+        [Ok(h), Ok(p), Ok(n)] => [h, p, n],
+        [h, p, n] => {
+            let e = [h, p, n]
+                .into_iter()
+                .find_map(Result::err)
+                .unwrap_or_default();
+            return rpc_error(-32602, "Invalid params", &e);
+        }
+    };
+    let best = shared.with_view(node, |v| v.facts.best);
+    let text = duty::check_height(h.map(|h| h.max(0) as u64), best)
+        .and_then(|h| cosmos::render_validators(chain, &chain.state(), h, page, per_page));
+    match text {
+        Ok(t) => json(StatusCode::OK, cosmos::envelope(&t)),
+        Err(e) => rpc_error(-32603, "Internal error", &e.0),
+    }
+}
+
+/// A Cosmos SDK REST query: the chain, the address asked about, the node's best block and
+/// the wall time of the start; the document or (HTTP status, error body).
+type RestQuery =
+    fn(&duty::Cosmos, &str, u64, jiff::Timestamp) -> Result<serde_json::Value, (u16, String)>;
+
+/// One of the Cosmos SDK REST queries, about the validator `addr`, as of the node's best
+/// block.
+fn rest(shared: &Shared, node: &Node, addr: &str, query: RestQuery) -> Response<SimBody> {
+    let Some(chain) = shared.duty.cosmos.as_ref() else {
+        return not_found();
+    };
+    let (best, start_wall) = shared.with_view(node, |v| (v.facts.best, v.start_wall));
+    match query(chain, addr, best, start_wall) {
+        Ok(doc) => json(StatusCode::OK, doc.to_string()),
+        Err((status, body)) => json(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+        ),
     }
 }
 
@@ -444,7 +577,9 @@ fn rpc(shared: &Shared, node: &Node, body: &Bytes) -> Response<SimBody> {
         jsonrpc::respond(body, &mut |method, params| match v.node.chain {
             SimChain::Substrate => substrate::call(v, method, params),
             SimChain::Ethereum => ethereum::call(v, method, params),
-            SimChain::Cosmos => cosmos::call(v, &shared.pool, method),
+            SimChain::Cosmos => {
+                cosmos::call(v, &shared.pool, shared.duty.cosmos.as_ref(), method, params)
+            }
         })
     });
     match reply {

@@ -131,9 +131,18 @@ pub fn call(v: &View<'_>, method: &str, params: &Value) -> Result<Value, RpcErro
     })
 }
 
+/// Upper bounds of the `substrate_proposer_block_constructed` histogram (seconds).
+const CONSTRUCT_BUCKETS: [&str; 11] = [
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+];
+/// How long constructing a block takes here (seconds, in the 0.05–0.1 bucket).
+const CONSTRUCT_SECONDS: f64 = 0.08;
+
 /// The Prometheus exposition of `:9615/metrics`: the families a watcher reads, with
 /// the HELP texts, label order and `chain` label of a real node, sorted by name.
-pub fn metrics(v: &View<'_>) -> String {
+/// `authored`: blocks this node authored since it started (the count of the
+/// `substrate_proposer_block_constructed` histogram).
+pub fn metrics(v: &View<'_>, authored: u64) -> String {
     let f = &v.facts;
     let c = CHAIN_LABEL;
     let started = v
@@ -161,6 +170,9 @@ pub fn metrics(v: &View<'_>) -> String {
          # HELP substrate_process_start_time_seconds Number of seconds between the UNIX epoch and the moment the process started\n\
          # TYPE substrate_process_start_time_seconds gauge\n\
          substrate_process_start_time_seconds{{chain=\"{c}\"}} {started}\n\
+         # HELP substrate_proposer_block_constructed Histogram of time taken to construct new block\n\
+         # TYPE substrate_proposer_block_constructed histogram\n\
+         {constructed}\
          # HELP substrate_ready_transactions_number Number of transactions in the ready queue\n\
          # TYPE substrate_ready_transactions_number gauge\n\
          substrate_ready_transactions_number{{chain=\"{c}\"}} 0\n\
@@ -179,6 +191,32 @@ pub fn metrics(v: &View<'_>) -> String {
         name = v.node.name,
         syncing = u8::from(f.syncing),
         peers = f.peers,
+        constructed = constructed(c, authored),
+    );
+    s
+}
+
+/// The samples of the `substrate_proposer_block_constructed` histogram after `authored`
+/// blocks, each built in [`CONSTRUCT_SECONDS`].
+fn constructed(c: &str, authored: u64) -> String {
+    let mut s = String::with_capacity(1024);
+    for le in CONSTRUCT_BUCKETS {
+        let n = if le.parse::<f64>().unwrap_or(0.0) >= CONSTRUCT_SECONDS {
+            authored
+        } else {
+            0
+        };
+        let _ = writeln!(
+            s,
+            "substrate_proposer_block_constructed_bucket{{chain=\"{c}\",le=\"{le}\"}} {n}"
+        );
+    }
+    let _ = write!(
+        s,
+        "substrate_proposer_block_constructed_bucket{{chain=\"{c}\",le=\"+Inf\"}} {authored}\n\
+         substrate_proposer_block_constructed_sum{{chain=\"{c}\"}} {sum:.3}\n\
+         substrate_proposer_block_constructed_count{{chain=\"{c}\"}} {authored}\n",
+        sum = authored as f64 * CONSTRUCT_SECONDS,
     );
     s
 }
@@ -276,13 +314,25 @@ mod tests {
     #[test]
     fn metrics_look_like_a_real_node() {
         with_view(&NodeState::new(), |v| {
-            let text = metrics(v);
+            let text = metrics(v, 7);
             let best = format!(
                 "substrate_block_height{{status=\"best\",chain=\"simnet\"}} {}\n",
                 v.facts.best
             );
             assert!(text.contains(&best), "{text}");
             assert!(text.contains("substrate_node_roles{chain=\"simnet\"} 4\n"));
+            assert!(
+                text.contains("substrate_proposer_block_constructed_count{chain=\"simnet\"} 7\n")
+            );
+            assert!(text.contains(
+                "substrate_proposer_block_constructed_bucket{chain=\"simnet\",le=\"0.05\"} 0\n"
+            ));
+            assert!(text.contains(
+                "substrate_proposer_block_constructed_bucket{chain=\"simnet\",le=\"0.1\"} 7\n"
+            ));
+            assert!(
+                text.contains("substrate_proposer_block_constructed_sum{chain=\"simnet\"} 0.560\n")
+            );
             assert!(text.contains("substrate_sub_libp2p_is_major_syncing{chain=\"simnet\"} 0\n"));
             assert!(text.contains(
                 "substrate_build_info{name=\"sim-3\",version=\"1.16.0-sim\",chain=\"simnet\"} 1\n"
@@ -298,7 +348,7 @@ mod tests {
                 families,
                 text.lines().filter(|l| l.starts_with("# HELP ")).count()
             );
-            assert_eq!(families, 9);
+            assert_eq!(families, 10);
             assert!(ready(v));
         });
     }

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::model::{Facts, Params, SimChain};
+use super::model::{DutyState, Facts, Params, SimChain};
 
 /// The fixed identity of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,21 +30,33 @@ pub struct View<'a> {
     pub params: Params,
     /// Wall-clock time of `e = 0`.
     pub start_wall: Timestamp,
+    /// What its validator does now (as its faults say).
+    pub duty: DutyState,
+}
+
+/// Wall-clock time of the instant `e` (nanoseconds after `start_wall`; may be negative).
+pub fn wall(start_wall: Timestamp, e: i128) -> Timestamp {
+    let nanos = i64::try_from(e).unwrap_or(if e < 0 { i64::MIN } else { i64::MAX });
+    start_wall
+        .checked_add(SignedDuration::from_nanos(nanos))
+        .unwrap_or(start_wall)
 }
 
 impl View<'_> {
     /// Wall-clock time of the instant `e` (nanoseconds after the start; may be negative).
     pub fn wall(&self, e: i128) -> Timestamp {
-        let nanos = i64::try_from(e).unwrap_or(if e < 0 { i64::MIN } else { i64::MAX });
-        self.start_wall
-            .checked_add(SignedDuration::from_nanos(nanos))
-            .unwrap_or(self.start_wall)
+        wall(self.start_wall, e)
     }
 
     /// Seed for the node's identifiers (keys, peer ids), distinct per chain and index.
     pub fn seed(&self) -> u64 {
-        (self.node.index as u64) ^ ((self.node.chain as u64) << 56)
+        seed_of(self.node.index, self.node.chain)
     }
+}
+
+/// Seed for the identifiers of node `index` of `chain` (keys, peer ids, addresses).
+pub fn seed_of(index: usize, chain: SimChain) -> u64 {
+    (index as u64) ^ ((chain as u64) << 56)
 }
 
 /// Runs `f` on a view of node `index` of `chain` whose state is `state`, `elapsed_ns` after
@@ -71,6 +83,7 @@ pub fn with_test_view<T>(
         facts: state.facts(&params, elapsed_ns),
         params,
         start_wall: Timestamp::from_second(1_700_000_000).expect("valid timestamp"),
+        duty: state.duty(),
     };
     f(&view)
 }

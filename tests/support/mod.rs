@@ -3,6 +3,7 @@
 
 pub mod alerting;
 pub mod cluster;
+pub mod cometbft;
 pub mod llm;
 pub mod operator;
 pub mod receiver;
