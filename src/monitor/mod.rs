@@ -431,7 +431,9 @@ impl Monitor {
 
     /// Requests sent to duty endpoints so far (for the metrics counter).
     pub fn duty_requests(&self) -> u64 {
-        self.duty.requests.load(std::sync::atomic::Ordering::Relaxed)
+        self.duty
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Counts of watched validators by published Ready status (for the metrics gauge).
