@@ -15,8 +15,14 @@ pub struct BlockSigs {
     pub height: u64,
     /// Addresses (uppercase hex) that signed for the block (commit flag).
     pub signed: Vec<String>,
-    /// Every address in the commit (signed, absent or nil), i.e. the set that was due.
+    /// The validators due at this height: every address the commit names (signed, nil, or
+    /// absent with its address), and once the set at this height is known, all of it.
     pub due: Vec<String>,
+    /// The commit's signatures in order, one per member of the set at this height (the
+    /// order of `/validators`); empty where CometBFT leaves an absent validator unnamed.
+    pub slots: Vec<String>,
+    /// Whether `due` is the whole set (every slot named or matched to the set).
+    pub complete: bool,
 }
 
 /// Why an answer could not be used.
@@ -92,21 +98,25 @@ pub fn decode_commit(body: &[u8]) -> Result<BlockSigs, DecodeError> {
     let height = num(&r.signed_header.header.height).ok_or(DecodeError::Shape("commit"))?;
     let mut signed = Vec::new();
     let mut due = Vec::new();
+    let mut slots = Vec::new();
     for s in r.signed_header.commit.signatures {
-        // An absent validator may carry no address at all (flag 1, empty address).
-        let Some(a) = s.validator_address.filter(|a| !a.is_empty()) else {
-            continue;
-        };
-        let a = a.to_ascii_uppercase();
-        if num(&s.block_id_flag) == Some(FLAG_COMMIT as u64) {
-            signed.push(a.clone());
+        // An absent validator may carry no address at all (flag 1, empty address): its
+        // slot is matched to the set later.
+        let a = s.validator_address.unwrap_or_default().to_ascii_uppercase();
+        if !a.is_empty() {
+            if num(&s.block_id_flag) == Some(FLAG_COMMIT as u64) {
+                signed.push(a.clone());
+            }
+            due.push(a.clone());
         }
-        due.push(a);
+        slots.push(a);
     }
     Ok(BlockSigs {
         height,
         signed,
+        complete: due.len() == slots.len(),
         due,
+        slots,
     })
 }
 
@@ -177,6 +187,8 @@ pub struct Ring {
     capacity: usize,
     /// Voting power by address, as last read.
     powers: HashMap<String, u64>,
+    /// The set as last read, in its order (the order of commit signatures).
+    order: Vec<String>,
     /// The height the set was read at.
     pub set_height: Option<u64>,
 }
@@ -206,10 +218,15 @@ impl Ring {
         self.blocks.back().map(|b| b.height)
     }
 
-    /// Adds a block (heights must rise; an old or repeated one is ignored).
-    pub fn push(&mut self, b: BlockSigs) {
+    /// Adds a block (heights must rise; an old or repeated one is ignored), naming its
+    /// unnamed absent validators from the set when the set fits the block.
+    pub fn push(&mut self, mut b: BlockSigs) {
         if self.newest().is_some_and(|n| b.height <= n) {
             return;
+        }
+        if !b.complete && !self.set_is_stale(&b) {
+            b.due = self.order.clone();
+            b.complete = true;
         }
         self.blocks.push_back(b);
         while self.blocks.len() > self.capacity {
@@ -219,13 +236,20 @@ impl Ring {
 
     /// Takes a validator set read at `height`.
     pub fn set_validators(&mut self, set: Vec<(String, u64)>, height: u64) {
+        self.order = set.iter().map(|(a, _)| a.clone()).collect();
         self.powers = set.into_iter().collect();
         self.set_height = Some(height);
     }
 
-    /// Whether a block names a signer unknown to the set (the set changed: read it again).
+    /// Whether a block does not fit the set (another size, or a named signature in another
+    /// place): the set changed, read it again.
     pub fn set_is_stale(&self, b: &BlockSigs) -> bool {
-        self.set_height.is_none() || b.due.iter().any(|a| !self.powers.contains_key(a))
+        self.set_height.is_none()
+            || b.slots.len() != self.order.len()
+            || b.slots
+                .iter()
+                .zip(&self.order)
+                .any(|(s, o)| !s.is_empty() && s != o)
     }
 
     /// What the newest `window` blocks say of `address` (uppercase hex).
@@ -240,8 +264,18 @@ impl Ring {
         };
         let mut streak = true;
         for b in self.blocks.iter().rev().take(window as usize) {
-            out.window += 1;
             let signed = b.signed.iter().any(|a| a == address);
+            // Outside the set at that height (jailed, not yet bonded), nothing was due. Where
+            // the block could not be matched to a set, a member of today's set was due.
+            let due = if b.complete {
+                b.due.iter().any(|a| a == address)
+            } else {
+                signed || active == Some(true)
+            };
+            if !due {
+                continue;
+            }
+            out.window += 1;
             if signed {
                 out.last_signed = out.last_signed.max(Some(b.height));
                 streak = false;
@@ -272,11 +306,26 @@ impl Ring {
 mod tests {
     use super::*;
 
-    fn block(h: u64, signed: &[&str], due: &[&str]) -> BlockSigs {
+    /// Block `h` as CometBFT writes it: one slot per member of `set` in order, absent
+    /// members unnamed.
+    fn block(h: u64, signed: &[&str], set: &[&str]) -> BlockSigs {
+        let slots: Vec<String> = set
+            .iter()
+            .map(|a| {
+                if signed.contains(a) {
+                    a.to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
+        let named: Vec<String> = slots.iter().filter(|a| !a.is_empty()).cloned().collect();
         BlockSigs {
             height: h,
-            signed: signed.iter().map(|s| s.to_string()).collect(),
-            due: due.iter().map(|s| s.to_string()).collect(),
+            signed: named.clone(),
+            complete: named.len() == slots.len(),
+            due: named,
+            slots,
         }
     }
 
@@ -292,6 +341,8 @@ mod tests {
         assert_eq!(b.height, 120);
         assert_eq!(b.signed, vec!["AA11"]);
         assert_eq!(b.due, vec!["AA11", "BB22", "CC33"]);
+        assert_eq!(b.slots, vec!["AA11", "", "BB22", "CC33"]);
+        assert!(!b.complete, "one absent validator is unnamed");
         let pruned = br#"{"jsonrpc":"2.0","id":-1,"error":{"code":-32603,"message":"Internal error","data":"height 1 is not available, lowest height is 50"}}"#;
         assert_eq!(
             decode_commit(pruned),
@@ -363,9 +414,9 @@ mod tests {
         let d2 = r.signing("D", 2);
         assert_eq!((d2.window, d2.missed, d2.missed_in_a_row), (2, 2, 2));
         assert_eq!(d2.last_signed, Some(3), "found beyond the window");
-        // Not in the set.
+        // Not in the set: nothing was due.
         let x = r.signing("X", 100);
-        assert_eq!((x.active, x.missed_in_a_row), (Some(false), 7));
+        assert_eq!((x.active, x.window, x.missed), (Some(false), 0, 0));
         // The ring keeps its capacity.
         let mut small = Ring::new(3);
         for h in 1..=10 {
@@ -379,5 +430,51 @@ mod tests {
             "B is new to the set"
         );
         assert!(!small.set_is_stale(&block(11, &["A"], &["A"])));
+        assert!(
+            small.set_is_stale(&block(11, &["B"], &["B"])),
+            "a named signer in another place"
+        );
+    }
+
+    /// Jailed from block 4 to 6: those blocks were not due, so they are not missed; the
+    /// validator's unnamed absent slot is matched to the set by position.
+    #[test]
+    fn blocks_outside_the_set_are_not_missed() {
+        let all = ["A", "B", "C", "D"];
+        let three = ["A", "B", "C"];
+        let mut r = Ring::new(100);
+        r.set_validators(all.iter().map(|a| (a.to_string(), 10)).collect(), 1);
+        r.push(block(1, &all, &all));
+        r.push(block(2, &three, &all)); // D absent, its slot unnamed
+        let b = block(3, &three, &all);
+        assert!(!r.set_is_stale(&b));
+        r.push(b);
+        // Jailed: the set shrinks, the feed sees the misfit and reads the set again.
+        let b4 = block(4, &three, &three);
+        assert!(r.set_is_stale(&b4));
+        r.set_validators(three.iter().map(|a| (a.to_string(), 10)).collect(), 4);
+        for h in 4..=6 {
+            r.push(block(h, &three, &three));
+        }
+        let d = r.signing("D", 100);
+        assert_eq!(
+            (d.window, d.missed, d.missed_in_a_row, d.active),
+            (3, 2, 2, Some(false))
+        );
+        // Unjailed, signing again: the two misses before the jail stay, nothing more.
+        r.set_validators(all.iter().map(|a| (a.to_string(), 10)).collect(), 7);
+        for h in 7..=9 {
+            r.push(block(h, &all, &all));
+        }
+        let d = r.signing("D", 100);
+        assert_eq!(
+            (d.window, d.missed, d.missed_in_a_row, d.last_signed),
+            (6, 2, 0, Some(9))
+        );
+        // A block that fits no set read is kept, and a member of today's set was due in it.
+        let mut odd = block(10, &["A", "B"], &["A", "B", "C"]);
+        odd.slots = vec!["A".into(), "B".into(), String::new()];
+        r.push(odd);
+        assert_eq!(r.signing("D", 100).missed_in_a_row, 1);
     }
 }
