@@ -57,9 +57,9 @@ use serde::{Deserialize, Serialize};
 ]))]
 #[schemars(transform = run_rules)]
 pub struct PipelineRunSpec {
-    /// The steps; each runs as one Job once every step in its `runAfter` has succeeded.
-    /// They cannot change once the run exists: create a new run instead.
-    #[schemars(length(min = 1, max = 64))]
+    /// The steps (1 to 100); each runs as one Job once every step in its `runAfter` has
+    /// succeeded. They cannot change once the run exists: create a new run instead.
+    #[schemars(length(min = 1, max = 100))]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "self == oldSelf",
         "message": "steps cannot change after the run is created; create a new PipelineRun"
@@ -115,9 +115,10 @@ pub struct Step {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// Steps that must succeed before this one starts.
+    /// Steps that must succeed before this one starts (at most 40: the admission check of
+    /// the names must fit the API server's CEL cost budget for 100 steps).
     #[serde(default)]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 40))]
     pub run_after: Vec<String>,
     /// The Job to run: a batch/v1 JobSpec (`template`, `backoffLimit`, ...). Checked when
     /// the Job is created; problems are reported on the step.
