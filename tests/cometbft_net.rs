@@ -100,7 +100,12 @@ fn a_stopped_validator_is_absent_and_one_with_a_new_key_follows_as_a_full_node()
     let start = Instant::now();
     loop {
         let (h0, h3) = (net.height(0), net.height(3));
-        if h3 + 2 >= h0 && h3 > later {
+        // Block sync reaches the head before the node switches to consensus and stops
+        // reporting catching_up: wait for both.
+        let caught_up = net
+            .status(3)
+            .is_some_and(|s| s["sync_info"]["catching_up"] == false);
+        if h3 + 2 >= h0 && h3 > later && caught_up {
             break;
         }
         assert!(
