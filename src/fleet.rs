@@ -1,6 +1,12 @@
 //! The fleet view: validators of one chain under one policy, seen together. It answers "how
 //! far behind the fleet is this node" and "has the whole chain stopped" (a halt is not a node
 //! fault). Pure data, fed by probe results; rebuilt from observations after a restart.
+//!
+//! The fleet's reference height ("highest") is not the maximum of its members: one node
+//! reporting `u64::MAX` would put every other node behind. It is the lower median of the
+//! top third of fresh heights ([`reference`]): with 4 or more fresh members one liar is
+//! outvoted (with t = ⌈n/3⌉ top heights, ⌊t/2⌋ liars are); with 3 or fewer nobody can tell
+//! the liar from the leader, and the maximum is used.
 
 use crate::health::FleetView;
 #[cfg(test)]
@@ -21,16 +27,27 @@ struct Member {
 #[derive(Clone, Debug, Default)]
 pub struct Fleet {
     members: HashMap<String, Option<Member>>,
+    /// The reference height, see [`reference`].
     highest: Option<u64>,
     highest_changed_at: Option<Timestamp>,
-    /// When the members were last walked to find the highest fresh block.
+    /// When the members were last walked to find the reference height.
     walked: Option<Timestamp>,
 }
 
-/// How often at most the members are walked to notice the highest block dropping (its
-/// holder died). A rise is applied at once; walking on every probe would cost time
-/// quadratic in the fleet's size.
+/// How often at most the members are walked to find the reference height again: walking on
+/// every probe would cost time quadratic in the fleet's size.
 const WALK_EVERY: Duration = Duration::from_secs(1);
+
+/// The reference height of fresh heights: the lower median of the top third (the maximum
+/// for 3 or fewer). Linear time.
+pub fn reference(mut fresh: Vec<u64>) -> Option<u64> {
+    if fresh.is_empty() {
+        return None;
+    }
+    let top = fresh.len().div_ceil(3);
+    let (_, v, _) = fresh.select_nth_unstable_by(top / 2, |a, b| b.cmp(a));
+    Some(*v)
+}
 
 impl Fleet {
     /// Adds a validator to the fleet (before it was ever observed).
@@ -54,7 +71,7 @@ impl Fleet {
     }
 
     /// Records a best block seen on `name` at `now`. Only fresh observations (within
-    /// `freshness`) count toward the fleet's highest block, so a dead node's old height
+    /// `freshness`) count toward the fleet's reference height, so a dead node's old height
     /// neither raises nor holds it.
     pub fn observe(&mut self, name: &str, best: Option<u64>, now: Timestamp, freshness: Duration) {
         if let Some(b) = best {
@@ -71,22 +88,21 @@ impl Fleet {
         } else {
             self.members.entry(name.to_string()).or_insert(None);
         }
-        let rise = best.filter(|b| self.highest.is_none_or(|h| *b > h));
-        let fresh_max = if rise.is_some() {
-            rise
-        } else if self.walked.is_some_and(|t| age(t, now) < WALK_EVERY) {
+        let fresh_max = if self.walked.is_some_and(|t| age(t, now) < WALK_EVERY) {
             self.highest
         } else {
             self.walked = Some(now);
-            self.members
-                .values()
-                .flatten()
-                .filter(|m| age(m.seen, now) <= freshness)
-                .map(|m| m.best)
-                .max()
+            reference(
+                self.members
+                    .values()
+                    .flatten()
+                    .filter(|m| age(m.seen, now) <= freshness)
+                    .map(|m| m.best)
+                    .collect(),
+            )
         };
-        // The highest block follows the fresh members (it may drop when the leader dies);
-        // only a rise counts as the fleet moving.
+        // The reference follows the fresh members (it may drop when the leaders die); only
+        // a rise counts as the fleet moving.
         if let Some(h) = fresh_max {
             if self.highest.is_none_or(|prev| h > prev) {
                 self.highest_changed_at = Some(now);
@@ -217,31 +233,67 @@ mod tests {
     }
 
     #[test]
-    fn a_rise_shows_at_once_and_a_drop_within_a_second() {
+    fn a_rise_and_a_drop_show_within_a_second() {
         let ms = |m: i64| Timestamp::from_millisecond(1_700_000_000_000 + m).unwrap();
         let mut f = Fleet::default();
         f.observe("a", Some(10), ms(0), FRESH);
         f.observe("b", Some(12), ms(0), FRESH);
-        assert_eq!(
-            f.view(ms(0), FRESH, STALL).highest,
-            Some(12),
-            "a rise needs no walk"
-        );
-        f.observe("a", Some(10), ms(0), FRESH); // walks: b still holds #12
+        assert_eq!(f.view(ms(0), FRESH, STALL).highest, Some(10), "no walk yet");
+        f.observe("a", Some(10), ms(1000), FRESH);
+        assert_eq!(f.view(ms(1000), FRESH, STALL).highest, Some(12));
         f.leave("b");
-        f.observe("a", Some(10), ms(500), FRESH);
+        f.observe("a", Some(10), ms(1500), FRESH);
         assert_eq!(
-            f.view(ms(500), FRESH, STALL).highest,
+            f.view(ms(1500), FRESH, STALL).highest,
             Some(12),
             "no walk within a second"
         );
-        f.observe("a", Some(10), ms(1000), FRESH);
+        f.observe("a", Some(10), ms(2000), FRESH);
         assert_eq!(
-            f.view(ms(1000), FRESH, STALL).highest,
+            f.view(ms(2000), FRESH, STALL).highest,
             Some(10),
             "the walk sees the drop"
         );
-        f.observe("a", Some(13), ms(1100), FRESH);
-        assert_eq!(f.view(ms(1100), FRESH, STALL).highest, Some(13));
+        assert_eq!(
+            f.view(ms(2000), FRESH, STALL).highest_changed_at,
+            Some(ms(1000)),
+            "a drop is not progress"
+        );
+    }
+
+    /// (fresh heights, reference)
+    #[test]
+    fn the_reference_height_outvotes_liars() {
+        let cases: &[(&[u64], Option<u64>)] = &[
+            (&[], None),
+            (&[7], Some(7)),
+            (&[7, 9], Some(9)),
+            (&[u64::MAX, 9, 9], Some(u64::MAX)), // three: the liar cannot be told apart
+            (&[u64::MAX, 100, 100, 99], Some(100)),
+            (&[100, 99, u64::MAX, 98, 100, 97], Some(100)),
+            // Nine: the top three, lower median: one liar is outvoted, two are not.
+            (&[u64::MAX, 100, 100, 100, 100, 100, 100, 100, 99], Some(100)),
+            (&[u64::MAX, u64::MAX, 100, 100, 100, 100, 100, 100, 100], Some(u64::MAX)),
+            // Fifteen: top five, two liars outvoted.
+            (&[u64::MAX, u64::MAX, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9], Some(9)),
+            (&[5, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0], Some(3)),
+        ];
+        for (heights, want) in cases {
+            assert_eq!(reference(heights.to_vec()), *want, "{heights:?}");
+        }
+    }
+
+    #[test]
+    fn one_node_reporting_u64_max_does_not_put_the_fleet_behind() {
+        let mut f = Fleet::default();
+        for t in 0..3 {
+            for n in 0..5 {
+                f.observe(&format!("v{n}"), Some(1000 + t), at(t as i64), FRESH);
+            }
+            f.observe("liar", Some(u64::MAX), at(t as i64), FRESH);
+        }
+        assert_eq!(f.view(at(2), FRESH, STALL).highest, Some(1002));
+        f.observe("v0", Some(1003), at(3), FRESH);
+        assert_eq!(f.view(at(3), FRESH, STALL).highest, Some(1003));
     }
 }

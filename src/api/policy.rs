@@ -194,8 +194,10 @@ pub struct HealthSpec {
     /// Largest distance, in blocks, between best and finalized before `Finalizing` turns false.
     #[serde(default = "hundred")]
     pub max_finality_lag: u64,
-    /// Largest distance, in blocks, behind the highest block among this policy's validators
-    /// of the same chain (the fleet) before `Synced` turns false.
+    /// Largest distance, in blocks, behind the reference height of this policy's validators
+    /// of the same chain (the fleet) before `Synced` turns false. The reference is the lower
+    /// median of the top third of fresh heights, so one node reporting a wild height cannot
+    /// put the others behind (in fleets of four or more).
     #[serde(default = "fifty")]
     pub max_blocks_behind: u64,
     /// Slowest acceptable probe (more than 0s); slower probes count as failures. Unset: only
