@@ -272,10 +272,19 @@ mod tests {
             (&[u64::MAX, 100, 100, 99], Some(100)),
             (&[100, 99, u64::MAX, 98, 100, 97], Some(100)),
             // Nine: the top three, lower median: one liar is outvoted, two are not.
-            (&[u64::MAX, 100, 100, 100, 100, 100, 100, 100, 99], Some(100)),
-            (&[u64::MAX, u64::MAX, 100, 100, 100, 100, 100, 100, 100], Some(u64::MAX)),
+            (
+                &[u64::MAX, 100, 100, 100, 100, 100, 100, 100, 99],
+                Some(100),
+            ),
+            (
+                &[u64::MAX, u64::MAX, 100, 100, 100, 100, 100, 100, 100],
+                Some(u64::MAX),
+            ),
             // Fifteen: top five, two liars outvoted.
-            (&[u64::MAX, u64::MAX, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9], Some(9)),
+            (
+                &[u64::MAX, u64::MAX, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9],
+                Some(9),
+            ),
             (&[5, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0], Some(3)),
         ];
         for (heights, want) in cases {

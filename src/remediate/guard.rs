@@ -14,8 +14,11 @@
 //! 6. at most `maxAttempts` per `window`, and escalation after `escalateAfter` attempts in a
 //!    row that did not heal the node, or when the attempts are used up.
 //!
-//! A manual restart (`vigil.dev/restart=<token>`) skips 3 to 6 — a person decided — but never
-//! the kill switches, an unknown in-flight action, or dry-run recording.
+//! A manual restart (`vigil.dev/restart=<token>`) skips the storm guard, the thresholds and
+//! the attempt limits of 3, 5 and 6 — a person decided — but never the kill switches, an
+//! unknown in-flight action, the cooldown, `maxConcurrent` or dry-run recording: at most one
+//! action per cooldown whoever asks, so an annotation loop is not a restart loop. A request
+//! held by the rate limits is refused, not queued (see `plan`).
 
 use crate::api::{RemediationAction, RemediationRecord, RemediationResult, RemediationStatus};
 use jiff::Timestamp;
@@ -272,6 +275,14 @@ pub fn decide(
         return Decision::Hold(Hold::InFlight);
     }
     if let Some(token) = manual {
+        if let Some(until) = ts(&state.cooldown_until)
+            && until > now
+        {
+            return Decision::Hold(Hold::Cooldown(until));
+        }
+        if fleet.in_progress >= rules.max_concurrent {
+            return Decision::Hold(Hold::MaxConcurrent(fleet.in_progress));
+        }
         return Decision::Act {
             trigger: Trigger::Manual(token.to_string()),
         };
@@ -885,6 +896,57 @@ mod tests {
         );
         assert_eq!(s.last_restart_token.as_deref(), Some("t1"));
         assert_eq!(s.in_flight.as_ref().unwrap().trigger, "manual");
+    }
+
+    /// (what stands, decision for a second manual request)
+    #[test]
+    fn manual_restarts_are_rate_limited() {
+        let r = rules();
+        let healthy = Node {
+            faulty: false,
+            healthy: true,
+            ..sick()
+        };
+        let cooling = RemediationStatus {
+            cooldown_until: Some(Time(at(100))),
+            ..Default::default()
+        };
+        let busy = FleetState {
+            in_progress: r.max_concurrent,
+            ..fleet()
+        };
+        let cases = [
+            (
+                "inside the cooldown",
+                cooling.clone(),
+                fleet(),
+                at(50),
+                Decision::Hold(Hold::Cooldown(at(100))),
+            ),
+            (
+                "the cooldown has passed",
+                cooling,
+                fleet(),
+                at(100),
+                Decision::Act {
+                    trigger: Trigger::Manual("t2".into()),
+                },
+            ),
+            (
+                "maxConcurrent in progress",
+                RemediationStatus::default(),
+                busy,
+                at(0),
+                Decision::Hold(Hold::MaxConcurrent(r.max_concurrent)),
+            ),
+        ];
+        for (name, state, f, now, want) in cases {
+            assert_eq!(
+                decide(&r, &healthy, &f, &state, Some("t2"), now),
+                want,
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -366,13 +366,28 @@ pub fn plan(input: &Input<'_>) -> Plan {
             if !waiting {
                 set(&mut s, kind::REMEDIATING, Status::False, held, h.message());
             }
-            if manual.is_some() && shown.as_deref() != Some(held) {
-                // The request is not forgotten: it is honoured once the hold ends.
-                notes.push(note(
+            match manual {
+                // The rate limits refuse a request rather than queue it: it is recorded as
+                // handled, and a person asks again later with a new token.
+                Some(t) if matches!(h, Hold::Cooldown(_) | Hold::MaxConcurrent(_)) => {
+                    s.remediation.get_or_insert_default().last_restart_token = Some(t.to_string());
+                    notes.push(note(
+                        "ManualRestartRefused",
+                        true,
+                        format!(
+                            "vigil.dev/restart={} is refused, not queued: {}",
+                            crate::text::cap(t, 64),
+                            h.message()
+                        ),
+                    ));
+                }
+                // Otherwise the request is not forgotten: it is honoured once the hold ends.
+                Some(_) if shown.as_deref() != Some(held) => notes.push(note(
                     "ManualRestartHeld",
                     true,
                     format!("vigil.dev/restart is held: {}", h.message()),
-                ));
+                )),
+                _ => {}
             }
             finish(s, transitions, notes, storm, Verdict::Held(held))
         }
@@ -620,6 +635,30 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_manual_restart_is_recorded_once_and_not_queued() {
+        let cooling = RemediationStatus {
+            cooldown_until: Some(Time(at(1060))),
+            ..Default::default()
+        };
+        let mut c = case("refused", with_rem(status("True"), cooling));
+        c.restart = Some("again");
+        let p = run(&c);
+        assert!(p.act.is_none());
+        let s = p.status.clone().unwrap();
+        let rem = s.remediation.as_ref().unwrap();
+        assert_eq!(rem.last_restart_token.as_deref(), Some("again"));
+        assert_eq!(p.notes.len(), 1);
+        assert_eq!(p.notes[0].reason, "ManualRestartRefused");
+        assert!(p.notes[0].warning);
+        // After the cooldown the same token does nothing: it was handled.
+        let mut later = case("later", s);
+        later.restart = Some("again");
+        later.now = 2000;
+        let p = run(&later);
+        assert!(p.act.is_none() && p.notes.is_empty(), "{:?}", p.notes);
+    }
+
+    #[test]
     fn the_table() {
         let cooling = RemediationStatus {
             attempts_in_window: 1,
@@ -813,6 +852,28 @@ mod tests {
                 fleet: fleet(10, 8),
                 acts: Some("manual"),
                 ..case("a manual restart skips the storm guard", status("False"))
+            },
+            Case {
+                restart: Some("again"),
+                remediating: Some("Cooldown"),
+                verdict: Verdict::Held("Cooldown"),
+                ..case(
+                    "a manual restart inside the cooldown is refused",
+                    with_rem(status("True"), cooling.clone()),
+                )
+            },
+            Case {
+                restart: Some("now"),
+                fleet: FleetState {
+                    in_progress: 1,
+                    ..fleet(10, 1)
+                },
+                remediating: Some("MaxConcurrent"),
+                verdict: Verdict::Held("MaxConcurrent"),
+                ..case(
+                    "a manual restart beyond maxConcurrent is refused",
+                    status("True"),
+                )
             },
             Case {
                 suspended: true,
