@@ -126,7 +126,7 @@ impl Cache {
         if now.duration_since(s.last).as_secs() > SERIES_TTL.as_secs() as i64 {
             return None;
         }
-        s.count += 1;
+        s.count = s.count.saturating_add(1);
         s.last = now;
         Some((s.namespace.clone(), s.name.clone(), s.count))
     }

@@ -361,6 +361,9 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<Policy, Problems> {
                 "remediation.sshCommands.{name}.argv needs a program"
             ));
         }
+        if let Err(why) = crate::remediate::ssh::check_argv(&cmd.argv) {
+            c.problem(format!("remediation.sshCommands.{name}.{why}"));
+        }
         commands.push(SshCommand {
             name: name.clone(),
             argv: cmd.argv.clone(),
@@ -718,6 +721,19 @@ mod tests {
                     );
                 },
                 "remediation.sshCommands.r.timeout must be at most 1h",
+            ),
+            (
+                "a placeholder in a shell script",
+                |s| {
+                    s.remediation.ssh_commands.insert(
+                        "r".into(),
+                        SpecSsh {
+                            argv: vec!["sh".into(), "-c".into(), "restart {validator}".into()],
+                            timeout: Timeout::new("1m"),
+                        },
+                    );
+                },
+                "remediation.sshCommands.r.argv[2] is the script of -c and holds {validator}",
             ),
             (
                 "hosted advisor without key",

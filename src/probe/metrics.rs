@@ -166,8 +166,8 @@ pub(crate) fn facts(samples: &[Sample], family: &Family, prefix: Option<&str>) -
     let version = family.version.and_then(|(base, label)| {
         find(samples, family, prefix, &[l(base)])
             .and_then(|s| s.label(label))
+            .map(|v| crate::text::printable(v, 200))
             .filter(|v| !v.is_empty())
-            .map(str::to_owned)
     });
     Observation {
         best_block: best_sample.and_then(|s| as_count(s.value)),
@@ -266,6 +266,18 @@ mod tests {
             Some("0.1.0-2b496be2-x86_64-linux-gnu")
         );
         assert_eq!(o.authored, Some(657));
+    }
+
+    #[test]
+    fn a_hostile_version_label_is_cut_to_printable_text() {
+        let long = "9".repeat(5000);
+        let text = format!(
+            "substrate_build_info{{name=\"n\",version=\"1.0\\n\\u202e{long}\"}} 1\nsubstrate_block_height{{status=\"best\"}} 5\n"
+        );
+        let o = facts(&prom::parse(&text), &SUBSTRATE, None);
+        let v = o.version.unwrap();
+        assert!(v.starts_with("1.0"), "{v}");
+        assert!(v.chars().count() <= 201 && !v.contains('\n'), "{v}");
     }
 
     #[test]

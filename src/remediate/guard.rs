@@ -359,14 +359,14 @@ pub fn begin(
         )
     {
         last.recovered = Some(false);
-        s.failed_attempts += 1;
+        s.failed_attempts = s.failed_attempts.saturating_add(1);
     }
     let used = attempts_in_window(&s, rules, now);
     if used == 0 {
         s.window_start = Some(Time(now));
     }
-    s.attempts_in_window = used + 1;
-    s.total_actions += 1;
+    s.attempts_in_window = used.saturating_add(1);
+    s.total_actions = s.total_actions.saturating_add(1);
     let action = action_name(rules.action);
     s.last_action = Some(action.clone());
     s.last_action_time = Some(Time(now));
@@ -442,7 +442,7 @@ pub fn finish(
     match outcome {
         ActionOutcome::Failed(_) => {
             record.recovered = Some(false);
-            s.failed_attempts += 1;
+            s.failed_attempts = s.failed_attempts.saturating_add(1);
         }
         ActionOutcome::Blocked { retry, .. } => {
             // Not an attempt: give it back, and retry sooner than a full cooldown.
@@ -947,6 +947,19 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn counters_saturate() {
+        let r = rules();
+        let full = RemediationStatus {
+            total_actions: u32::MAX,
+            failed_attempts: u32::MAX,
+            ..Default::default()
+        };
+        let s = begin(&full, &r, &Trigger::Policy, "tok", at(0));
+        assert_eq!(s.total_actions, u32::MAX);
+        assert_eq!(s.failed_attempts, u32::MAX);
     }
 
     #[test]

@@ -241,7 +241,10 @@ pub async fn execute(req: &Request<'_>, target: &Target, deps: &Deps) -> Result<
             let command = req.ssh_command.ok_or(ActionError::NoSshCommand)?;
             let key = secret(deps, req.subject.namespace, &t.private_key).await?;
             let key = String::from_utf8_lossy(&key);
-            let argv = ssh::argv(command, req, &t.host);
+            let argv = ssh::argv(command, req, &t.host).map_err(|source| ActionError::Ssh {
+                name: command.name.clone(),
+                source,
+            })?;
             let ssh_req = ssh::SshRequest {
                 host: &t.host,
                 port: t.port,
@@ -256,7 +259,7 @@ pub async fn execute(req: &Request<'_>, target: &Target, deps: &Deps) -> Result<
             match ssh::run(&ssh_req).await {
                 Ok(o) if o.success() => Ok(Done::Acted(format!(
                     "ssh command {name} exited 0: {}",
-                    o.stdout.trim()
+                    crate::text::printable(&o.stdout, ssh::SHOWN_OUTPUT)
                 ))),
                 Ok(o) => Err(ActionError::SshExit {
                     name,
@@ -265,7 +268,7 @@ pub async fn execute(req: &Request<'_>, target: &Target, deps: &Deps) -> Result<
                         .map(|s| s.to_string())
                         .or(o.exit_signal.map(|s| format!("by signal {s}")))
                         .unwrap_or_else(|| "without a status".into()),
-                    stderr: o.stderr.trim().to_string(),
+                    stderr: crate::text::printable(&o.stderr, ssh::SHOWN_OUTPUT),
                 }),
                 Err(source) => Err(ActionError::Ssh { name, source }),
             }

@@ -410,7 +410,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
             finish(s, transitions, notes, storm, Verdict::Escalated)
         }
         Decision::Act { trigger } => {
-            let token = token(input.uid, rem.total_actions + 1, input.now);
+            let token = token(input.uid, rem.total_actions.saturating_add(1), input.now);
             s.remediation = Some(guard::begin(&rem, rules, &trigger, &token, input.now));
             let action = guard::action_name(rules.action);
             let what = if input.dry_run {

@@ -163,13 +163,74 @@ pub enum SshError {
     Protocol(String),
 }
 
+/// The placeholders an allow-listed argv may use.
+pub const PLACEHOLDERS: [&str; 7] = [
+    "request",
+    "validator",
+    "namespace",
+    "chain",
+    "host",
+    "reason",
+    "token",
+];
+
+/// Longest value a placeholder may stand for.
+pub const PLACEHOLDER_LIMIT: usize = 512;
+
+/// How much of a command's stdout or stderr is shown in conditions and Events (characters,
+/// printable only).
+pub const SHOWN_OUTPUT: usize = 300;
+
+/// Checks an allow-listed argv (at policy validation): the script of a shell's `-c` (the
+/// element after `-c`, `-lc`, `-ec`, ...) may hold no placeholder, because the shell would
+/// interpret the value; pass values as positional arguments after the script (`sh -c
+/// '... "$1"' sh '{validator}'`), where they stay data.
+pub fn check_argv(argv: &[String]) -> Result<(), String> {
+    let shell_c = |a: &str| {
+        a.strip_prefix('-')
+            .is_some_and(|f| f.ends_with('c') && f.chars().all(|c| c.is_ascii_lowercase()))
+    };
+    for (i, pair) in argv.windows(2).enumerate() {
+        if shell_c(&pair[0])
+            && let Some(p) = PLACEHOLDERS
+                .iter()
+                .find(|p| pair[1].contains(&format!("{{{p}}}")))
+        {
+            return Err(format!(
+                "argv[{}] is the script of {} and holds {{{p}}}: a shell would interpret the value; pass it as an argument after the script and use \"$1\"",
+                i + 1,
+                pair[0]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a placeholder value may be passed: not empty-looking as an option (no leading
+/// `-`), printable, at most [`PLACEHOLDER_LIMIT`] bytes.
+fn check_value(name: &str, value: &str) -> Result<(), SshError> {
+    let why = if value.starts_with('-') {
+        "starts with '-' (it could be taken for an option)"
+    } else if value.len() > PLACEHOLDER_LIMIT {
+        "is longer than 512 bytes"
+    } else if value.chars().any(char::is_control) {
+        "holds control characters"
+    } else {
+        return Ok(());
+    };
+    Err(SshError::BadCommand(format!(
+        "the value of {{{name}}} {why}; nothing was run"
+    )))
+}
+
 /// The argv of an allow-listed command for one attempt, its `{placeholders}` replaced.
-/// Each element stays one element: it is quoted on its own before it reaches the shell.
+/// Each element stays one element: it is quoted on its own before it reaches the shell. A
+/// value that could be taken for an option or is not printable refuses the attempt.
 pub fn argv(
     command: &crate::policy::SshCommand,
     req: &super::Request<'_>,
     host: &str,
-) -> Vec<String> {
+) -> Result<Vec<String>, SshError> {
     let request = match req.trigger {
         super::guard::Trigger::Manual(t) => t.as_str(),
         super::guard::Trigger::Policy | super::guard::Trigger::Advice(_) => "",
@@ -184,11 +245,20 @@ pub fn argv(
         ("reason", s.reason.0),
         ("token", req.token),
     ];
-    command
+    for (name, value) in &values {
+        if command
+            .argv
+            .iter()
+            .any(|a| a.contains(&format!("{{{name}}}")))
+        {
+            check_value(name, value)?;
+        }
+    }
+    Ok(command
         .argv
         .iter()
         .map(|a| substitute(a, &values))
-        .collect()
+        .collect())
 }
 
 /// Replaces `{name}` placeholders in one argv element.
@@ -307,8 +377,8 @@ pub async fn run(req: &SshRequest<'_>) -> Result<SshOutcome, SshError> {
             tracing::warn!(%addr, %command, timeout = ?req.command_timeout, "ssh: command timed out");
             Err(SshError::CommandTimeout {
                 after: req.command_timeout,
-                stdout,
-                stderr,
+                stdout: crate::text::printable(&stdout, SHOWN_OUTPUT),
+                stderr: crate::text::printable(&stderr, SHOWN_OUTPUT),
             })
         }
         Err(Interrupted::Error(e)) => Err(e),
@@ -705,7 +775,7 @@ async fn exec(
             None => {
                 return Err(Interrupted::Error(SshError::Protocol(format!(
                     "the connection was lost before the command finished; stdout so far: {:?}",
-                    stdout.text()
+                    crate::text::printable(&stdout.text(), SHOWN_OUTPUT)
                 ))));
             }
         }
@@ -726,6 +796,47 @@ mod tests {
         assert_eq!(arg, "--token=$(touch /tmp/pwned); echo");
         assert_eq!(quote_argv(&[arg]), "'--token=$(touch /tmp/pwned); echo'");
         assert_eq!(substitute("{unknown}", &v), "{unknown}");
+    }
+
+    /// (argv, accepted)
+    #[test]
+    fn no_placeholder_in_a_shell_script() {
+        let cases: &[(&[&str], bool)] = &[
+            (&["systemctl", "restart", "{validator}"], true),
+            (
+                &["sh", "-c", "systemctl restart \"$1\"", "sh", "{validator}"],
+                true,
+            ),
+            (&["sh", "-c", "systemctl restart {validator}"], false),
+            (&["bash", "-lc", "echo {request}"], false),
+            (&["sh", "-ec", "x={token}; echo $x"], false),
+            (&["sh", "-c", "echo {unknown}"], true),
+            (&["-c"], true),
+            (&["tool", "-c", "conf-{chain}.toml"], false),
+        ];
+        for (argv, ok) in cases {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            assert_eq!(check_argv(&argv).is_ok(), *ok, "{argv:?}");
+        }
+    }
+
+    /// (value, accepted)
+    #[test]
+    fn placeholder_values_are_checked() {
+        let long = "a".repeat(513);
+        let cases: &[(&str, bool)] = &[
+            ("t-1", true),
+            ("x;touch /tmp/p $(id) 'q\"", true),
+            ("", true),
+            ("-oProxyCommand=sh", false),
+            ("--force", false),
+            ("a\nb", false),
+            ("a\u{1b}[2J", false),
+            (&long, false),
+        ];
+        for (v, ok) in cases {
+            assert_eq!(check_value("request", v).is_ok(), *ok, "{v:?}");
+        }
     }
 
     const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEVDuRVhtLcmuWRzGi1g7gdK5oTnyb+kWshslKi25Cis host@example";
