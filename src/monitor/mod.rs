@@ -251,10 +251,7 @@ fn fleet_key(ns: &str, c: &Config) -> FleetKey {
 impl Monitor {
     /// A monitor with at most `options.concurrency` probes in flight.
     pub fn new(parts: Parts, options: MonitorOptions) -> Arc<Self> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let http = crate::remediate::webhook_client();
         Arc::new(Monitor {
             writer: StatusWriter::new(parts.client.clone(), parts.metrics.clone()),
             notices: parts.notices,

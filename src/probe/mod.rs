@@ -299,11 +299,18 @@ pub enum ProbeError {
 }
 
 fn status_reason(code: u16) -> String {
-    reqwest::StatusCode::from_u16(code)
+    let name = reqwest::StatusCode::from_u16(code)
         .ok()
         .and_then(|s| s.canonical_reason())
         .map(|r| format!(" ({r})"))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if (300..400).contains(&code) {
+        format!(
+            "{name}, a redirect: Vigil does not follow redirects, point the endpoint at its final URL"
+        )
+    } else {
+        name
+    }
 }
 
 impl ProbeError {
@@ -369,7 +376,9 @@ impl Prober {
                 .pool_idle_timeout(idle)
                 .tcp_nodelay(true)
                 .tcp_keepalive(Duration::from_secs(30))
-                .redirect(reqwest::redirect::Policy::limited(3))
+                // A probe reads the URL it was given, never another host (an open redirect
+                // must not turn Vigil into a proxy into the cluster or the cloud metadata).
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| ProbeError::Config(format!("cannot build the HTTP client: {e}")))
         };
@@ -549,6 +558,31 @@ fn combine(
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        // A health URL that redirects to the cloud metadata address.
+        let app = axum::Router::new().route(
+            "/health",
+            axum::routing::get(|| async {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [("location", "http://169.254.169.254/latest/meta-data/")],
+                )
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        let mut t = ProbeTarget::new(ProbeKind::Http);
+        t.health = Some(Url::parse(&format!("http://{addr}/health")).unwrap());
+        let e = Prober::new()
+            .probe(&t, &ProbeOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e, ProbeError::Status(302));
+        assert!(e.to_string().contains("does not follow redirects"), "{e}");
+    }
     use super::*;
 
     #[test]

@@ -219,6 +219,16 @@ impl From<Result<Done, ActionError>> for guard::ActionOutcome {
     }
 }
 
+/// The webhook action's HTTP client: no redirects (a signed body goes where it is
+/// configured to, never elsewhere, and a redirect is not a success).
+pub fn webhook_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
 /// Performs one decided action on `target`.
 pub async fn execute(req: &Request<'_>, target: &Target, deps: &Deps) -> Result<Done, ActionError> {
     use RemediationAction as A;
