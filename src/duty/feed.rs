@@ -358,17 +358,33 @@ impl Hub {
     }
 
     /// One GET, bounded in time and size; errors say what went wrong, never the answer.
+    ///
+    /// A GET whose connection failed is sent once more: the first request of a tick goes
+    /// out on a kept-alive connection that sat idle for the whole polling interval, and a
+    /// server may close it just then (CometBFT closes a connection idle for its read
+    /// timeout, 10 s by default: the same as a 10 s probe interval, so the two race). The
+    /// request then meets a closed or reset connection; the second try opens a new one.
+    /// Without it, that one lost request failed the whole tick and showed every validator
+    /// read through this endpoint as Signing=Unknown for an interval, and the blocks it
+    /// missed were read in a burst at the next tick.
     async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
         let url =
             reqwest::Url::parse(url).map_err(|_| "the duty RPC URL is not usable".to_string())?;
+        match self.get_once(&url).await {
+            Err(super::read::DutyReadError::Unreachable(_)) => self.get_once(&url).await,
+            r => r,
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    async fn get_once(&self, url: &reqwest::Url) -> Result<Vec<u8>, super::read::DutyReadError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         tokio::time::timeout(
             REQUEST_TIMEOUT,
-            super::read::get_json_capped(&self.client, &url, MAX_BODY),
+            super::read::get_json_capped(&self.client, url, MAX_BODY),
         )
         .await
-        .map_err(|_| super::read::DutyReadError::Timeout.to_string())?
-        .map_err(|e| e.to_string())
+        .unwrap_or(Err(super::read::DutyReadError::Timeout))
     }
 }
 
@@ -459,6 +475,79 @@ mod tests {
         let n = hits.load(Ordering::Relaxed);
         assert!(n < 80, "{n} requests for 10 blocks and 200 validators");
         assert_eq!(hub.requests.load(Ordering::Relaxed), n);
+    }
+
+    /// A TCP proxy to `upstream` that takes the first `drop` requests and closes their
+    /// connection without an answer (as a server closing an idle kept-alive connection just
+    /// as a request arrives); later connections are passed through.
+    async fn dropping_proxy(upstream: &str, drop: u64) -> String {
+        use tokio::io::AsyncReadExt;
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let left = Arc::new(AtomicU64::new(drop));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let (left, upstream) = (left.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let dropping = left
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok();
+                    if dropping {
+                        let mut buf = [0u8; 4096];
+                        let _ = c.read(&mut buf).await;
+                        return; // closed without an answer
+                    }
+                    let mut u = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// A tick whose first request meets a closed connection still reads its blocks: the
+    /// request is sent again (on a new connection) instead of failing the tick, which
+    /// showed every validator of the endpoint as Signing=Unknown for a whole interval.
+    #[tokio::test]
+    async fn a_request_on_a_closed_connection_is_sent_again() {
+        let height = Arc::new(AtomicU64::new(12));
+        let hits = Arc::new(AtomicU64::new(0));
+        let node_url = node(height.clone(), hits.clone()).await;
+        let url = dropping_proxy(&node_url, 1).await;
+        let hub = Arc::new(Hub::default());
+        let feed = Feed {
+            url: url.clone(),
+            state: Mutex::new(State {
+                ring: Ring::new(10),
+                error: None,
+                every: Duration::from_secs(10),
+                used: Instant::now(),
+                running: true,
+            }),
+        };
+        hub.tick(&feed)
+            .await
+            .expect("the dropped /status is asked again");
+        let newest = feed.state.lock().unwrap().ring.newest();
+        assert_eq!(newest, Some(11), "commits up to latest - 1 are read");
+        // The node saw: /status once, /commit for 2..=11 (the window of 10), /validators once.
+        assert_eq!(hits.load(Ordering::Relaxed), 1 + 10 + 1);
+        // The hub counts the request that was lost too.
+        assert_eq!(hub.requests.load(Ordering::Relaxed), 1 + 1 + 10 + 1);
+        // A request that fails twice fails the tick.
+        let feed2 = Feed {
+            url: dropping_proxy(&node_url, 2).await,
+            state: Mutex::new(State {
+                ring: Ring::new(10),
+                error: None,
+                every: Duration::from_secs(10),
+                used: Instant::now(),
+                running: true,
+            }),
+        };
+        let e = hub.tick(&feed2).await.unwrap_err();
+        assert!(e.starts_with("the request to http://127.0.0.1:"), "{e}");
     }
 
     #[tokio::test]
