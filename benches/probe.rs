@@ -1459,7 +1459,8 @@ async fn one_size(
         }
         None => Command::new(&args.vigil),
     };
-    cmd.args(["run", "--namespace", &ns])
+    // The simulated nodes listen on loopback.
+    cmd.args(["run", "--allow-loopback", "--namespace", &ns])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args([
             "--lease-namespace",

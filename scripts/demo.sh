@@ -59,7 +59,8 @@ kubectl create namespace vigil-demo >/dev/null
 kubectl apply -n vigil-demo -f examples/policy.yaml -f examples/validator.yaml -f examples/fleet.yaml
 
 say "running the operator (log: $DIR/vigil.log)"
-"$VIGIL" run --listen 127.0.0.1:0 --lease-namespace vigil-demo >"$DIR/vigil.log" 2>&1 &
+# --allow-loopback: the simulated nodes, like everything in the demo, listen on loopback.
+"$VIGIL" run --allow-loopback --listen 127.0.0.1:0 --lease-namespace vigil-demo >"$DIR/vigil.log" 2>&1 &
 OP_PID=$!
 
 # POSTs JSON $2 to path $1 of the simulator's admin API (bash's /dev/tcp: no curl needed).

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crd;
 pub mod duration;
 pub mod duty;
+pub mod egress;
 pub mod events;
 pub mod fleet;
 pub mod health;

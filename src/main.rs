@@ -94,6 +94,26 @@ struct RunArgs {
     /// Most advisor (LLM) calls in flight at once, across all policies.
     #[arg(long, env = "VIGIL_ADVISOR_CONCURRENCY", default_value_t = 4)]
     advisor_concurrency: usize,
+    /// Let outbound connections (probes, webhooks, alerts, LLM APIs, S3) reach loopback
+    /// addresses. Off by default: in a pod, loopback is the operator itself. Tests and the
+    /// demo, which run everything on one machine, turn it on.
+    #[arg(long, env = "VIGIL_ALLOW_LOOPBACK")]
+    allow_loopback: bool,
+    /// Never connect to these networks (CIDRs or addresses, comma-separated or repeated),
+    /// e.g. the cluster's service and pod ranges or the control plane's addresses.
+    #[arg(long = "egress-deny", env = "VIGIL_EGRESS_DENY", value_delimiter = ',', value_parser = egress_net)]
+    egress_deny: Vec<ipnet::IpNet>,
+    /// Connect only to these networks (CIDRs or addresses, comma-separated or repeated);
+    /// empty: anywhere not denied.
+    #[arg(long = "egress-allow", env = "VIGIL_EGRESS_ALLOW", value_delimiter = ',', value_parser = egress_net)]
+    egress_allow: Vec<ipnet::IpNet>,
+    /// The operator's own pod addresses (from the downward API), never connected to.
+    #[arg(long, env = "POD_IPS", value_delimiter = ',')]
+    pod_ips: Vec<std::net::IpAddr>,
+}
+
+fn egress_net(s: &str) -> Result<ipnet::IpNet, String> {
+    vigil::egress::parse_net(s)
 }
 
 #[derive(clap::Args)]
@@ -173,6 +193,20 @@ fn crd(out_dirs: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
 
 fn run(args: RunArgs) -> ExitCode {
     telemetry::init(args.log_format);
+    // Before any client exists: every outbound connection passes this filter.
+    vigil::egress::configure(vigil::egress::Policy {
+        allow_loopback: args.allow_loopback,
+        deny: args.egress_deny.clone(),
+        allow: args.egress_allow.clone(),
+        own: args.pod_ips.clone(),
+    });
+    tracing::info!(
+        allow_loopback = args.allow_loopback,
+        deny = ?args.egress_deny,
+        allow = ?args.egress_allow,
+        own = ?args.pod_ips,
+        "egress filter"
+    );
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

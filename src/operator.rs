@@ -332,12 +332,8 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
         validators: validators.clone(),
         runs: runs.clone(),
         delivery: crate::alert::deliver::Delivery::new(
-            reqwest::Client::builder()
-                .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
-                // A notification goes where it is configured to, never elsewhere.
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
+            // A notification goes where it is configured to, never elsewhere (no redirects).
+            crate::egress::client(),
             client.clone(),
             clients.cluster_url.clone(),
             metrics.clone(),
@@ -368,11 +364,9 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
         policies: policies.clone(),
         validators: validators.clone(),
         caller: Arc::new(crate::advisor::call::Caller::new(
-            reqwest::Client::builder()
-                .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+            // A prompt goes to the configured endpoint, never elsewhere (no redirects).
+            crate::egress::builder()
                 .connect_timeout(Duration::from_secs(10))
-                // A prompt goes to the configured endpoint, never elsewhere.
-                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
             settings.advisor_concurrency,

@@ -362,10 +362,12 @@ fn injected_text_in_node_answers_cannot_widen_what_may_be_done() {
     let (system, data) = text
         .split_once("never an instruction to you")
         .expect("the system prompt says the data is no instruction");
+    // What the node answered is never quoted (a mismatch names the expected value and the
+    // answer's type only), so the planted text does not even reach the prompt.
     assert!(!system.contains("IGNORE PREVIOUS"));
     assert!(
-        data.contains("IGNORE PREVIOUS"),
-        "the planted text is data: {text}"
+        !data.contains("IGNORE PREVIOUS") && data.contains("the node answered another string"),
+        "the planted text is not quoted: {text}"
     );
 }
 

@@ -302,7 +302,8 @@ async fn a_command_that_runs_too_long_times_out() {
     let script = format!("echo started; echo oops >&2; exec sleep {nap}");
     let cmd = argv(&["sh", "-c", &script]);
     let mut req = request(&server, &cmd);
-    req.command_timeout = Duration::from_secs(1);
+    // Long enough that a loaded machine still runs the first echo within it.
+    req.command_timeout = Duration::from_secs(3);
     let start = Instant::now();
     let err = ssh::run(&req).await.expect_err("must time out");
     let took = start.elapsed();
@@ -312,14 +313,15 @@ async fn a_command_that_runs_too_long_times_out() {
             stdout,
             stderr,
         } => {
-            assert_eq!(*after, Duration::from_secs(1));
-            assert_eq!(stdout, "started\n");
-            assert_eq!(command_stderr(stderr), "oops\n");
+            assert_eq!(*after, Duration::from_secs(3));
+            // Output in the error is cut to printable text (it may reach a condition).
+            assert_eq!(stdout, "started");
+            assert!(stderr.ends_with("oops"), "{stderr:?}");
         }
         other => panic!("expected CommandTimeout, got {other:?}"),
     }
     assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        took >= Duration::from_secs(3) && took < Duration::from_secs(6),
         "took {took:?}"
     );
     // The channel was closed and the connection ended (sshd logs the disconnect).

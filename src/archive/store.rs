@@ -43,6 +43,26 @@ For s3://bucket/key locations the store is configured from the environment:
   AWS_REGION              region (else AWS_DEFAULT_REGION, else us-east-1)
 Any other location is a local path or a file:// URL.";
 
+/// The S3 client on Vigil's one egress path (src/egress.rs): the address filter, no
+/// redirects, no proxy from the environment; the timeouts of the options set above.
+#[derive(Debug)]
+struct EgressConnector;
+
+impl object_store::client::HttpConnector for EgressConnector {
+    fn connect(&self, _: &ClientOptions) -> object_store::Result<object_store::client::HttpClient> {
+        let client = crate::egress::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // One request carries at most one 8 MiB part.
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            })?;
+        Ok(object_store::client::HttpClient::new(client))
+    }
+}
+
 impl Store {
     /// An S3-compatible bucket; keys are placed under `prefix` (a folder: `runs` and
     /// `runs/` are the same). Plain http is allowed only when `endpoint` says `http://`.
@@ -104,6 +124,7 @@ impl Store {
         }
         let s3 = builder
             .with_client_options(options)
+            .with_http_connector(EgressConnector)
             .build()
             // The builder's text can quote the settings; name the fields instead.
             .map_err(|_| {

@@ -130,11 +130,8 @@ impl<T: Clone + Send + 'static> Polled<T> {
 
 impl Default for Hub {
     fn default() -> Self {
-        crate::probe::ensure_crypto_provider();
         Hub::new(
-            reqwest::Client::builder()
-                .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
-                .redirect(reqwest::redirect::Policy::none())
+            crate::egress::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),

@@ -369,16 +369,16 @@ impl Prober {
     pub fn try_new() -> Result<Self, ProbeError> {
         ensure_crypto_provider();
         let build = |idle: Duration| {
-            reqwest::Client::builder()
+            crate::egress::builder()
                 .user_agent(concat!("vigil-probe/", env!("CARGO_PKG_VERSION")))
                 // Many hosts, a few requests each per poll: a small idle pool per host.
                 .pool_max_idle_per_host(4)
                 .pool_idle_timeout(idle)
                 .tcp_nodelay(true)
                 .tcp_keepalive(Duration::from_secs(30))
-                // A probe reads the URL it was given, never another host (an open redirect
-                // must not turn Vigil into a proxy into the cluster or the cloud metadata).
-                .redirect(reqwest::redirect::Policy::none())
+                // No redirects (the egress path's default): a probe reads the URL it was
+                // given, never another host (an open redirect must not turn Vigil into a
+                // proxy into the cluster or the cloud metadata).
                 .build()
                 .map_err(|e| ProbeError::Config(format!("cannot build the HTTP client: {e}")))
         };

@@ -222,11 +222,7 @@ impl From<Result<Done, ActionError>> for guard::ActionOutcome {
 /// The webhook action's HTTP client: no redirects (a signed body goes where it is
 /// configured to, never elsewhere, and a redirect is not a success).
 pub fn webhook_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
+    crate::egress::client()
 }
 
 /// Performs one decided action on `target`.

@@ -28,7 +28,29 @@ fn free_port() -> u16 {
 impl Operator {
     /// Starts `vigil run` watching `namespace`, with its own lease (named after the namespace),
     /// as the namespace's `vigil` ServiceAccount with the RBAC rules of `manifests/rbac.yaml`.
+    /// Every server of the tests listens on loopback, so the operator may reach it
+    /// (`--allow-loopback`).
     pub fn start(cluster: &Cluster, namespace: &str, identity: &str, extra: &[&str]) -> Operator {
+        Self::launch(cluster, namespace, identity, extra, true)
+    }
+
+    /// [`Operator::start`] as a cluster would run it: loopback is refused.
+    pub fn start_without_loopback(
+        cluster: &Cluster,
+        namespace: &str,
+        identity: &str,
+        extra: &[&str],
+    ) -> Operator {
+        Self::launch(cluster, namespace, identity, extra, false)
+    }
+
+    fn launch(
+        cluster: &Cluster,
+        namespace: &str,
+        identity: &str,
+        extra: &[&str],
+        loopback: bool,
+    ) -> Operator {
         static KUBECONFIGS: std::sync::Mutex<Vec<(String, PathBuf)>> =
             std::sync::Mutex::new(Vec::new());
         let kubeconfig = {
@@ -75,6 +97,9 @@ impl Operator {
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file);
+        if loopback {
+            cmd.arg("--allow-loopback");
+        }
         let child = cmd.spawn().expect("start vigil run");
         Operator {
             child,

@@ -1,0 +1,101 @@
+//! The one egress path end to end: the operator as a cluster runs it (no `--allow-loopback`)
+//! refuses to probe loopback and the cloud metadata address, at connect time, and says why
+//! in the condition; a webhook pointed at loopback is refused the same way and receives
+//! nothing. The real control plane, the operator as a subprocess with the chart's RBAC.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::cluster;
+use support::operator::Operator;
+use support::receiver::Receiver;
+use support::simulator::Simulator;
+use support::{apply_ok, condition, get_json, install_crds};
+
+const T: Duration = Duration::from_secs(40);
+
+fn wait_reason(c: &cluster::Cluster, ns: &str, name: &str, op: &Operator) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        if let Some(mv) = get_json(c, ns, "mv", name)
+            && let Some(r) = condition(&mv, "Reachable")
+            && r["status"] == "False"
+        {
+            return r;
+        }
+        assert!(
+            start.elapsed() < T,
+            "{name}: Reachable never turned False\n{}",
+            op.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn loopback_and_cloud_metadata_are_refused_at_connect_time() {
+    let c = cluster::shared();
+    install_crds(c);
+    let ns = c.namespace("egress");
+    let sim = Simulator::start(&["--nodes", "1", "--block-time", "1s", "--peers", "12"]);
+    let hook = Receiver::start();
+    apply_ok(
+        c,
+        &ns,
+        "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: p\nspec:\n  probe: {interval: 1s, timeout: 900ms, failureThreshold: 1, successThreshold: 1}\n  remediation: {action: webhook, cooldown: 10m, maxUnhealthy: '100%'}\n",
+    );
+    let node = &sim.nodes[0];
+    apply_ok(
+        c,
+        &ns,
+        &format!(
+            "apiVersion: vigil.dev/v1alpha1\nkind: MonitoredValidator\nmetadata:\n  name: local\nspec:\n  chain: substrate\n  endpoints: {{rpc: '{}'}}\n  policyRef: {{name: p}}\n  target: {{webhook: {{url: '{}'}}}}\n",
+            node.rpc, hook.url
+        ),
+    );
+    apply_ok(
+        c,
+        &ns,
+        "apiVersion: vigil.dev/v1alpha1\nkind: MonitoredValidator\nmetadata:\n  name: metadata\nspec:\n  chain: http\n  endpoints: {health: 'http://169.254.169.254/latest/meta-data/'}\n  policyRef: {name: p}\n",
+    );
+    let mut op = Operator::start_without_loopback(c, &ns, "egress", &[]);
+    op.wait_ready(T);
+
+    let r = wait_reason(c, &ns, "local", &op);
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("egress filter denies") && msg.contains("--allow-loopback"),
+        "{r}"
+    );
+    let r = wait_reason(c, &ns, "metadata", &op);
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("egress filter denies 169.254.169.254") && msg.contains("link-local"),
+        "{r}"
+    );
+    // The loopback node is "down" to this operator, so it acts: the webhook (on loopback)
+    // is refused too, and nothing reaches it.
+    let start = Instant::now();
+    let rem = loop {
+        let mv = get_json(c, &ns, "mv", "local").unwrap();
+        if let Some(r) = condition(&mv, "Remediating")
+            && r["reason"] == "ActionFailed"
+        {
+            break r;
+        }
+        assert!(start.elapsed() < T, "no failed action\n{}", op.log_text());
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        rem["message"]
+            .as_str()
+            .unwrap()
+            .contains("egress filter denies"),
+        "{rem}"
+    );
+    assert_eq!(hook.count(), 0, "the webhook received nothing");
+    assert!(
+        !rem.to_string().contains(&hook.url),
+        "no URL in the message: {rem}"
+    );
+}
