@@ -1,8 +1,8 @@
 //! The one Event writer, a subscriber of the notice stream: it turns notices into
 //! Kubernetes Events (`events.k8s.io/v1`, what `kubectl describe` shows).
 //!
-//! Like kube-runtime's `Recorder`, repeats of one Event (same object, type, reason and
-//! action) within [`SERIES_TTL`] become a series on the first Event (count and last time)
+//! Like kube-runtime's `Recorder`, repeats of one Event (same object, type, reason,
+//! action and note: the API refuses to change a note) within [`SERIES_TTL`] become a series on the first Event (count and last time)
 //! instead of new objects. Unlike it, the writer keeps only a small record per series, and
 //! at most [`CACHE_LIMIT`] of them, oldest dropped first: the Recorder keeps every Event it
 //! published for 6 minutes, about 50 MB at 10,000 validators. Notes are capped at the
@@ -185,6 +185,8 @@ fn key(reference: &ObjectReference, d: &Draft) -> u64 {
         d.warning,
         &d.reason,
         &d.action,
+        // events.k8s.io/v1 refuses to change an Event's note: another note is another Event.
+        &d.note,
     )
         .hash(&mut h);
     h.finish()
@@ -218,7 +220,6 @@ impl EventWriter {
         let repeat = self.cache.lock().expect("event cache").repeat(k, now);
         if let Some((ns, name, count)) = repeat {
             let patch = serde_json::json!({
-                "note": d.note,
                 "series": EventSeries { count, last_observed_time: MicroTime(now) },
             });
             let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
@@ -387,6 +388,23 @@ mod tests {
             "x".repeat(5000),
         );
         assert!(drafts(&n)[0].note.len() <= NOTE_LIMIT);
+    }
+
+    #[test]
+    fn another_note_is_another_event() {
+        let r = ObjectReference {
+            kind: Some("PipelineRun".into()),
+            name: Some("r".into()),
+            ..Default::default()
+        };
+        let d = |note: &str| Draft {
+            warning: false,
+            reason: "StepChanged".into(),
+            action: "Reconcile".into(),
+            note: note.into(),
+        };
+        assert_eq!(key(&r, &d("a Running")), key(&r, &d("a Running")));
+        assert_ne!(key(&r, &d("a Running")), key(&r, &d("b Running")));
     }
 
     #[test]

@@ -153,12 +153,11 @@ pub fn judge(chain: Chain, r: &Reading, t: &Thresholds, now: Timestamp) -> Desir
     } else {
         "blocks"
     };
+    // Messages name the tier or the threshold, not the counts: a count that changes every
+    // block would make every probe a status write and an Event. The counts are in
+    // status.duty (written with every change of a condition).
     if let Some(i) = t.tiers.iter().rposition(|tier| f.missed_in_a_row >= *tier) {
         let critical = i + 1 == t.tiers.len();
-        let last = f
-            .last_signed_height
-            .map(|h| format!("; last signed at #{h}"))
-            .unwrap_or_default();
         return no(
             if critical {
                 reason::MISSED_BLOCKS_CRITICAL
@@ -166,11 +165,10 @@ pub fn judge(chain: Chain, r: &Reading, t: &Thresholds, now: Timestamp) -> Desir
                 reason::MISSED_BLOCKS
             },
             format!(
-                "Missed {} {unit} in a row (tier {} of {}: {}){last}",
-                f.missed_in_a_row,
+                "Missed {} or more {unit} in a row (tier {} of {}); see status.duty for the count and the last signed height",
+                t.tiers[i],
                 i + 1,
                 t.tiers.len(),
-                t.tiers[i]
             ),
         );
     }
@@ -180,8 +178,8 @@ pub fn judge(chain: Chain, r: &Reading, t: &Thresholds, now: Timestamp) -> Desir
         return no(
             reason::MISSED_SHARE,
             format!(
-                "Missed {} of the last {} {unit} (more than {}%), {} of them while the others signed",
-                f.missed_in_window, f.window, t.max_missed_percent, f.solo_missed_in_window
+                "Missed more than {}% of the recent {unit}; see status.duty for the counts (and how many the others signed)",
+                t.max_missed_percent
             ),
         );
     }
@@ -384,8 +382,18 @@ mod tests {
         );
         assert_eq!(
             d.message,
-            "Missed 30 blocks in a row (tier 2 of 3: 25); last signed at #100"
+            "Missed 25 or more blocks in a row (tier 2 of 3); see status.duty for the count and the last signed height"
         );
+        let d31 = judge(
+            Chain::Cosmos,
+            &facts(|f| {
+                f.missed_in_a_row = 31;
+                f.missed_in_window = 31
+            }),
+            &t,
+            at(0),
+        );
+        assert_eq!(d31, d, "one more missed block within a tier writes nothing");
         let healthy = judge(Chain::Cosmos, &facts(|_| {}), &t, at(0));
         assert_eq!(
             healthy.message, "The validator does its duty",
