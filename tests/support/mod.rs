@@ -171,6 +171,29 @@ pub fn operator_kubeconfig(c: &cluster::Cluster, ns: &str) -> std::path::PathBuf
         );
     });
     c.kubectl_ok(&["create", "serviceaccount", "vigil", "-n", ns]);
+    // The leader-election Role, in the test's namespace (where its lease lives).
+    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml"))
+        .unwrap();
+    let role = rbac
+        .split("\n---\n")
+        .find(|d| d.contains("\nkind: Role\n"))
+        .expect("manifests/rbac.yaml has the leader-election Role")
+        .replace("namespace: vigil-system", &format!("namespace: {ns}"));
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], &role);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "vigil-leader-election",
+        "-n",
+        ns,
+        "--role=vigil-leader-election",
+        &format!("--serviceaccount={ns}:vigil"),
+    ]);
     c.kubectl_ok(&[
         "create",
         "clusterrolebinding",
