@@ -40,12 +40,17 @@ const WALK_EVERY: Duration = Duration::from_secs(1);
 
 /// The reference height of fresh heights: the lower median of the top third (the maximum
 /// for 3 or fewer). Linear time.
-pub fn reference(mut fresh: Vec<u64>) -> Option<u64> {
+pub fn reference(fresh: Vec<u64>) -> Option<u64> {
+    reference_of(fresh.into_iter().map(|h| (h, ())).collect()).map(|(h, _)| h)
+}
+
+/// [`reference`] over (height, tag) pairs, with the tag of the member that sets it.
+fn reference_of<T: Copy>(mut fresh: Vec<(u64, T)>) -> Option<(u64, T)> {
     if fresh.is_empty() {
         return None;
     }
     let top = fresh.len().div_ceil(3);
-    let (_, v, _) = fresh.select_nth_unstable_by(top / 2, |a, b| b.cmp(a));
+    let (_, v, _) = fresh.select_nth_unstable_by(top / 2, |a, b| b.0.cmp(&a.0));
     Some(*v)
 }
 
@@ -88,24 +93,23 @@ impl Fleet {
         } else {
             self.members.entry(name.to_string()).or_insert(None);
         }
-        let fresh_max = if self.walked.is_some_and(|t| age(t, now) < WALK_EVERY) {
-            self.highest
-        } else {
-            self.walked = Some(now);
-            reference(
-                self.members
-                    .values()
-                    .flatten()
-                    .filter(|m| age(m.seen, now) <= freshness)
-                    .map(|m| m.best)
-                    .collect(),
-            )
-        };
+        if self.walked.is_some_and(|t| age(t, now) < WALK_EVERY) {
+            return;
+        }
+        self.walked = Some(now);
+        let fresh: Vec<(u64, Timestamp)> = self
+            .members
+            .values()
+            .flatten()
+            .filter(|m| age(m.seen, now) <= freshness)
+            .map(|m| (m.best, m.changed_at))
+            .collect();
         // The reference follows the fresh members (it may drop when the leaders die); only
-        // a rise counts as the fleet moving.
-        if let Some(h) = fresh_max {
+        // a rise counts as the fleet moving, dated when the member that sets the reference
+        // reached it (not when the walk noticed: a walk lags by up to a second).
+        if let Some((h, at)) = reference_of(fresh) {
             if self.highest.is_none_or(|prev| h > prev) {
-                self.highest_changed_at = Some(now);
+                self.highest_changed_at = Some(self.highest_changed_at.map_or(at, |p| p.max(at)));
             }
             self.highest = Some(h);
         }
@@ -256,8 +260,8 @@ mod tests {
         );
         assert_eq!(
             f.view(ms(2000), FRESH, STALL).highest_changed_at,
-            Some(ms(1000)),
-            "a drop is not progress"
+            Some(ms(0)),
+            "the rise is dated when b reached #12, not when the walk saw it; a drop is not progress"
         );
     }
 
