@@ -40,17 +40,12 @@ const WALK_EVERY: Duration = Duration::from_secs(1);
 
 /// The reference height of fresh heights: the lower median of the top third (the maximum
 /// for 3 or fewer). Linear time.
-pub fn reference(fresh: Vec<u64>) -> Option<u64> {
-    reference_of(fresh.into_iter().map(|h| (h, ())).collect()).map(|(h, _)| h)
-}
-
-/// [`reference`] over (height, tag) pairs, with the tag of the member that sets it.
-fn reference_of<T: Copy>(mut fresh: Vec<(u64, T)>) -> Option<(u64, T)> {
+pub fn reference(mut fresh: Vec<u64>) -> Option<u64> {
     if fresh.is_empty() {
         return None;
     }
     let top = fresh.len().div_ceil(3);
-    let (_, v, _) = fresh.select_nth_unstable_by(top / 2, |a, b| b.0.cmp(&a.0));
+    let (_, v, _) = fresh.select_nth_unstable_by(top / 2, |a, b| b.cmp(a));
     Some(*v)
 }
 
@@ -105,10 +100,17 @@ impl Fleet {
             .map(|m| (m.best, m.changed_at))
             .collect();
         // The reference follows the fresh members (it may drop when the leaders die); only
-        // a rise counts as the fleet moving, dated when the member that sets the reference
-        // reached it (not when the walk noticed: a walk lags by up to a second).
-        if let Some((h, at)) = reference_of(fresh) {
+        // a rise counts as the fleet moving, dated by the latest move of a member at or above
+        // it (not when the walk noticed: a walk lags by up to a second; and not earlier than
+        // the move that can have raised it, so a halt is never seen too soon).
+        if let Some(h) = reference(fresh.iter().map(|(b, _)| *b).collect()) {
             if self.highest.is_none_or(|prev| h > prev) {
+                let at = fresh
+                    .iter()
+                    .filter(|(b, _)| *b >= h)
+                    .map(|(_, t)| *t)
+                    .max()
+                    .unwrap_or(now);
                 self.highest_changed_at = Some(self.highest_changed_at.map_or(at, |p| p.max(at)));
             }
             self.highest = Some(h);
