@@ -252,6 +252,7 @@ async fn read_duty(
         authored: o.authored,
         authority: o.authority,
         best: o.best_block,
+        last_signed: o.last_signed.clone(),
     });
     crate::monitor::read_duty(&hub, config.chain, d, probe, interval, Timestamp::now())
 }

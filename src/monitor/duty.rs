@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What one probe read that duty needs.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ProbeDuty {
     /// Blocks the node authored (Substrate metrics).
     pub authored: Option<u64>,
@@ -21,6 +21,8 @@ pub struct ProbeDuty {
     pub authority: Option<bool>,
     /// Its best block.
     pub best: Option<u64>,
+    /// CometBFT metrics: the node's own validator and the last height it signed.
+    pub last_signed: Option<(String, u64)>,
 }
 
 /// Per-validator duty memory (a cache: rebuilt from status and the chain).
@@ -69,6 +71,7 @@ pub(super) fn read(
     match chain {
         Chain::Cosmos => {
             cosmos_blocks(hub, d, &mut r, interval);
+            from_metrics(&mut r, d.consensus.as_deref(), probe.as_ref());
             if let Some(api) = &d.api {
                 // Jailed and tombstoned from the Cosmos SDK, read in the background.
                 let every = interval.max(Duration::from_secs(15));
@@ -159,6 +162,32 @@ fn cosmos_blocks(hub: &Arc<crate::duty::feed::Hub>, d: &Duty, r: &mut Reading, i
     }
 }
 
+/// CometBFT's own metrics (`consensus_validator_last_signed_height`, when the node is the
+/// watched validator) stand in for the commits when the duty RPC cannot be read, and give
+/// the last signed height before any commit was read.
+fn from_metrics(r: &mut Reading, consensus: Option<&str>, probe: Option<&ProbeDuty>) {
+    let (Some(addr), Some(p)) = (consensus, probe) else {
+        return;
+    };
+    let (Some((who, last)), Some(best)) = (&p.last_signed, p.best) else {
+        return;
+    };
+    if !who.eq_ignore_ascii_case(addr) {
+        return;
+    }
+    if r.error.is_some() {
+        r.error = None;
+        r.facts = DutyFacts {
+            last_signed_height: Some(*last),
+            // The metric follows the last commit, one block behind the best block.
+            missed_in_a_row: best.saturating_sub(*last).saturating_sub(1),
+            ..Default::default()
+        };
+    } else if r.facts.last_signed_height.is_none() {
+        r.facts.last_signed_height = Some(*last);
+    }
+}
+
 /// Substrate: authorship from the node's own metrics.
 fn substrate(
     memory: &mut DutyMemory,
@@ -168,7 +197,7 @@ fn substrate(
     now: Timestamp,
     r: &mut Reading,
 ) {
-    let p = probe.unwrap_or_default();
+    let p = probe.clone().unwrap_or_default();
     r.authority = p.authority;
     if let Some(best) = p.best {
         memory.first_best.get_or_insert((best, now));
@@ -273,6 +302,36 @@ mod tests {
         Timestamp::from_second(1_800_000_000 + s).unwrap()
     }
 
+    /// (RPC read failed?, metric's address, best, last signed) → (error left, last signed,
+    /// missed in a row)
+    #[test]
+    fn cometbft_metrics_stand_in_for_an_unreadable_duty_rpc() {
+        type Case = (bool, &'static str, u64, u64, bool, Option<u64>, u64);
+        let me = "AABB";
+        let cases: &[Case] = &[
+            (true, "aabb", 100, 99, false, Some(99), 0),
+            (true, "AABB", 100, 90, false, Some(90), 9),
+            (true, "CCDD", 100, 99, true, None, 0), // another validator's node: no stand-in
+            (false, "AABB", 100, 99, false, Some(99), 0), // commits first; fills a gap only
+        ];
+        for (i, (failed, who, best, last, error_left, signed, in_a_row)) in cases.iter().enumerate()
+        {
+            let mut r = Reading::default();
+            if *failed {
+                r.error = Some("cannot connect".into());
+            }
+            let p = ProbeDuty {
+                best: Some(*best),
+                last_signed: Some((who.to_string(), *last)),
+                ..Default::default()
+            };
+            from_metrics(&mut r, Some(me), Some(&p));
+            assert_eq!(r.error.is_some(), *error_left, "case {i}");
+            assert_eq!(r.facts.last_signed_height, *signed, "case {i}");
+            assert_eq!(r.facts.missed_in_a_row, *in_a_row, "case {i}");
+        }
+    }
+
     #[test]
     fn substrate_authorship_over_probes() {
         let hub = Arc::new(crate::duty::feed::Hub::default());
@@ -292,6 +351,7 @@ mod tests {
                 authored: Some(authored),
                 authority: Some(true),
                 best: Some(best),
+                last_signed: None,
             })
         };
         // 4 validators, a block every 6 s: one of ours every 24 s, 72 s allowed.
@@ -322,6 +382,7 @@ mod tests {
             authored: None,
             authority: Some(false),
             best: Some(130),
+            last_signed: None,
         });
         assert_eq!(run(&mut m, full, 130).reason, reason::NOT_AUTHORITY);
         // After a restart the clock starts from what status says.

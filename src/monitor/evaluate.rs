@@ -110,6 +110,7 @@ impl Monitor {
             authored: o.authored,
             authority: o.authority,
             best: o.best_block,
+            last_signed: o.last_signed.clone(),
         });
         let facts_seen = result.as_ref().ok().map(|o| ChainFacts {
             best_block: o.best_block,

@@ -30,6 +30,8 @@ pub(crate) struct Family {
     authored: &'static [Lookup],
     /// The node's roles bitmask (4: authority).
     roles: &'static [Lookup],
+    /// The last height the node's own validator signed, labelled with its address.
+    last_signed: &'static [Lookup],
 }
 
 /// A metric base name and an optional required label.
@@ -72,6 +74,7 @@ pub(crate) const SUBSTRATE: Family = Family {
     network_label: None,
     authored: &[l("proposer_block_constructed_count")],
     roles: &[l("node_roles")],
+    last_signed: &[],
 };
 
 /// CometBFT / Tendermint (`:26660/metrics`). Committed CometBFT blocks are final, so
@@ -87,6 +90,7 @@ pub(crate) const COSMOS: Family = Family {
     network_label: Some("chain_id"),
     authored: &[],
     roles: &[],
+    last_signed: &[l("consensus_validator_last_signed_height")],
 };
 
 /// Ethereum execution clients exposing the EIP-2159 names.
@@ -101,6 +105,7 @@ pub(crate) const ETHEREUM: Family = Family {
     network_label: None,
     authored: &[],
     roles: &[],
+    last_signed: &[],
 };
 
 /// Finds the first sample for one of `lookups`, honouring the prefix rules above.
@@ -185,6 +190,12 @@ pub(crate) fn facts(samples: &[Sample], family: &Family, prefix: Option<&str>) -
         authored: value(family.authored),
         // Substrate's roles bitmask: 1 full, 2 light, 4 authority.
         authority: value(family.roles).map(|r| r & 4 != 0),
+        last_signed: find(samples, family, prefix, family.last_signed).and_then(|s| {
+            let addr = s.label("validator_address")?;
+            let height = as_count(s.value)?;
+            (addr.len() <= 64 && addr.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| (addr.to_ascii_uppercase(), height))
+        }),
         ..Observation::default()
     }
 }
@@ -278,6 +289,15 @@ mod tests {
         let v = o.version.unwrap();
         assert!(v.starts_with("1.0"), "{v}");
         assert!(v.chars().count() <= 201 && !v.contains('\n'), "{v}");
+    }
+
+    #[test]
+    fn cometbft_reports_its_validators_last_signed_height() {
+        let o = from_fixture("cometbft_metrics_biyachain_peers.txt", &COSMOS, None);
+        assert_eq!(
+            o.last_signed,
+            Some(("7764F2E6B8CF70E8BF8BE7C8B48595DCE483C6EF".into(), 508_434))
+        );
     }
 
     #[test]

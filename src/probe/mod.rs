@@ -216,6 +216,9 @@ pub struct Observation {
     pub authored: Option<u64>,
     /// Whether the node runs as an authority (Substrate `*_node_roles` has bit 4), for duty.
     pub authority: Option<bool>,
+    /// The node's own validator and the last height it signed (CometBFT's
+    /// `consensus_validator_last_signed_height`, address uppercase hex), for duty.
+    pub last_signed: Option<(String, u64)>,
     /// Wall time of the whole probe.
     pub latency: Duration,
     /// Partial failures that did not prevent the observation, e.g. "metrics: …" while
@@ -253,6 +256,7 @@ impl Observation {
         self.health_ok = self.health_ok.or(other.health_ok);
         self.authored = self.authored.or(other.authored);
         self.authority = self.authority.or(other.authority);
+        self.last_signed = self.last_signed.take().or(other.last_signed);
         for w in other.warnings {
             self.warn(w);
         }
