@@ -74,14 +74,14 @@ fn loopback_and_cloud_metadata_are_refused_at_connect_time() {
         "{r}"
     );
     // The loopback node is "down" to this operator, so it acts: the webhook (on loopback)
-    // is refused too, and nothing reaches it.
+    // is refused too, and nothing reaches it. The record in status.remediation is read, not
+    // the condition: `Remediating=False ActionFailed` turns into `Cooldown` at the next probe.
     let start = Instant::now();
     let rem = loop {
         let mv = get_json(c, &ns, "mv", "local").unwrap();
-        if let Some(r) = condition(&mv, "Remediating")
-            && r["reason"] == "ActionFailed"
-        {
-            break r;
+        let last = &mv["status"]["remediation"]["history"][0];
+        if last["result"] == "Failed" {
+            break last.clone();
         }
         assert!(start.elapsed() < T, "no failed action\n{}", op.log_text());
         std::thread::sleep(Duration::from_millis(250));
