@@ -506,19 +506,8 @@ fn a_workload_validators_pod_log_tail_reaches_the_prompt_redacted() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: node-0\nspec:\n  containers:\n    - {name: node, image: validator}\n",
     );
     // kwok serves every pod's log from this file of the test control plane (CRI format).
-    let log = w.c.kubeconfig.with_file_name("pod.log");
     let marker = format!("db corrupted at 10.9.8.7, marker {}", w.ns);
-    let line = format!("2026-12-02T00:00:00.000000000Z stderr F ERROR {marker}\n");
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the test control plane serves pod logs from it)",
-                log.display()
-            )
-        });
-    std::io::Write::write_all(&mut f, line.as_bytes()).unwrap();
+    w.c.append_pod_log(None, &[&format!("ERROR {marker}")]);
     let mut y = w.sim.validator_yaml(0, "advised");
     y.push_str("  target: {workload: {kind: Pod, name: node-0}}\n");
     apply_ok(w.c, &w.ns, &y);

@@ -7,7 +7,6 @@
 mod support;
 
 use serde_json::Value;
-use std::io::Write;
 use std::time::Duration;
 use support::cluster::{self, Cluster};
 use support::{apply_ok, condition, eventually, get_json};
@@ -135,22 +134,6 @@ fn a_pod_without_an_exit_code_runs_until_deleted() {
     c.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
-/// Appends lines in the CRI log format that kwok serves.
-fn append_log(path: &std::path::Path, lines: &[&str]) {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the test control plane serves pod logs from it)",
-                path.display()
-            )
-        });
-    for line in lines {
-        writeln!(f, "2026-12-02T00:00:00.000000000Z stdout F {line}").unwrap();
-    }
-}
-
 #[test]
 fn a_vigil_log_container_serves_its_own_file() {
     let c = cluster::shared();
@@ -165,12 +148,10 @@ fn a_vigil_log_container_serves_its_own_file() {
         (pod["status"]["phase"] == "Running").then_some(())
     });
     // The control plane's DIR holds the kubeconfig and the log files.
-    let own = c.kubeconfig.with_file_name("pod-logs").join("7.log");
-    let shared = c.kubeconfig.with_file_name("pod.log");
     let mine = format!("step output of {ns}");
     let theirs = format!("shared log line of {ns}");
-    append_log(&own, &[&format!("{mine} 1"), &format!("{mine} 2")]);
-    append_log(&shared, &[&theirs]);
+    c.append_pod_log(Some(7), &[&format!("{mine} 1"), &format!("{mine} 2")]);
+    c.append_pod_log(None, &[&theirs]);
 
     let out = c.kubectl_ok(&["logs", "-n", &ns, "logger", "-c", "vigil-log-7"]);
     assert!(

@@ -198,6 +198,10 @@ fn a_dag_runs_in_order_and_in_parallel_then_is_archived_verified_and_cleaned_up(
             dir.display()
         ),
     );
+    // Step containers serve the control plane's shared pod log file; this test's own line
+    // must come back in the bundle (other tests append theirs too).
+    let log_line = format!("step output of {}", w.ns);
+    w.c.append_pod_log(None, &[&log_line]);
     apply_ok(w.c, &w.ns, &yaml);
     w.wait("nightly", "Succeeded", "True", "Succeeded");
     let run = w.run("nightly").unwrap();
@@ -269,7 +273,10 @@ fn a_dag_runs_in_order_and_in_parallel_then_is_archived_verified_and_cleaned_up(
         .filter(|(n, _)| n.starts_with("logs/a/"))
         .collect();
     assert_eq!(logs.len(), 1, "{names:?}");
-    assert!(!logs[0].1.is_empty(), "the log has the pod's real bytes");
+    assert!(
+        String::from_utf8_lossy(&logs[0].1).contains(&log_line),
+        "the log has the pod's real bytes"
+    );
     let report: Value =
         serde_json::from_slice(&files.iter().find(|(n, _)| n == "report.json").unwrap().1).unwrap();
     assert_eq!(report["outcome"]["reason"], "Succeeded");

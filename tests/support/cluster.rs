@@ -248,6 +248,35 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("cannot run helm {args:?}: {e}"))
     }
 
+    /// Appends `lines` (CRI log format, one each) to a pod log file the control plane's kwok
+    /// serves through the API: `Some(k)` is the file of containers named `vigil-log-<k>`,
+    /// `None` the file of every other container (see scripts/control-plane.sh). Tests share
+    /// these files, so a test appends lines with a marker of its own and never truncates.
+    #[track_caller]
+    pub fn append_pod_log(&self, container_key: Option<u8>, lines: &[&str]) {
+        let path = match container_key {
+            Some(k) => self
+                .kubeconfig
+                .with_file_name("pod-logs")
+                .join(format!("{k}.log")),
+            None => self.kubeconfig.with_file_name("pod.log"),
+        };
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(&format!("2026-12-02T00:00:00.000000000Z stdout F {line}\n"));
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (the test control plane serves pod logs from it)",
+                    path.display()
+                )
+            });
+    }
+
     /// Creates a fresh namespace `<prefix>-<n>-<random>` (labelled `vigil-test=true`),
     /// waits until pods can be created in it, and returns its name.
     #[track_caller]

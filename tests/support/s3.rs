@@ -1,14 +1,16 @@
 //! A real S3-compatible server on loopback for the pipeline run archive tests: SeaweedFS
-//! (`weed mini`: master, volume server, filer and S3 gateway in one process), built once from
+//! (`weed server -filer -s3`: master, volume server, filer and S3 gateway in one process), built once from
 //! the Go module proxy and cached per user by `scripts/s3-bins.sh` (its output directory is
 //! `VIGIL_TEST_S3_DIR`, which `scripts/test.sh` sets; without it this harness runs the script
 //! itself).
 //!
-//! `weed mini` opens about a dozen ports, all with fixed defaults (9333, 8080, 8888, 8333, ...)
+//! `weed server` opens about ten ports, all with fixed defaults (9333, 8080, 8888, 8333, ...)
 //! unless told otherwise. Every one of them is given here, chosen free on 127.0.0.1 at
 //! [`SeaweedFs::start`] and kept for [`SeaweedFs::restart`], so several servers run at once in
 //! one test process and beside anything else on the machine. Ports the tests do not need
-//! (WebDAV, the Iceberg and Lance catalogs, the admin's legacy port) are switched off.
+//! (the Iceberg and Lance catalogs, metrics) are switched off. The signing key pair comes from
+//! the environment (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` make an admin identity), and the
+//! bucket is created by the first signed PUT (`-s3.autoCreateBucket`, on by default).
 
 use futures::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -36,7 +38,7 @@ pub fn bin_dir() -> &'static Path {
     DIR.get_or_init(|| super::cached_bins("VIGIL_TEST_S3_DIR", "s3-bins.sh"))
 }
 
-/// Every port `weed mini` listens on (all on 127.0.0.1).
+/// Every port `weed server` listens on (all on 127.0.0.1).
 #[derive(Clone, Copy, Debug)]
 struct Ports {
     s3: u16,
@@ -47,10 +49,6 @@ struct Ports {
     volume_grpc: u16,
     filer: u16,
     filer_grpc: u16,
-    admin: u16,
-    admin_grpc: u16,
-    /// WebDAV is off, but `weed mini` still checks its port is free.
-    webdav: u16,
 }
 
 impl Ports {
@@ -65,19 +63,15 @@ impl Ports {
             volume_grpc: p(),
             filer: p(),
             filer_grpc: p(),
-            admin: p(),
-            admin_grpc: p(),
-            webdav: p(),
         }
     }
 
-    fn grpc(&self) -> [(&'static str, u16); 5] {
+    fn grpc(&self) -> [(&'static str, u16); 4] {
         [
             ("master", self.master_grpc),
             ("volume", self.volume_grpc),
             ("filer", self.filer_grpc),
             ("s3", self.s3_grpc),
-            ("admin", self.admin_grpc),
         ]
     }
 }
@@ -262,7 +256,7 @@ impl SeaweedFs {
         })
     }
 
-    /// Spawns `weed mini` and waits until it serves a signed round trip.
+    /// Spawns `weed server` and waits until it serves a signed round trip.
     fn launch(&mut self) -> Result<(), String> {
         let d = self.dir.path();
         let p = self.ports;
@@ -271,14 +265,15 @@ impl SeaweedFs {
             .append(true)
             .open(self.log_path())
             .map_err(|e| format!("open {}: {e}", self.log_path().display()))?;
-        let _ = writeln!(&log, "=== vigil test harness: starting weed mini ===");
+        let _ = writeln!(&log, "=== vigil test harness: starting weed server ===");
         let args = [
             format!("-dir={}", d.join("data").display()),
             // Advertised to its own components: without it weed advertises the machine's
             // address and writes fail with 500.
             "-ip=127.0.0.1".into(),
             "-ip.bind=127.0.0.1".into(),
-            format!("-bucket={}", self.bucket),
+            "-filer".into(),
+            "-s3".into(),
             format!("-s3.port={}", p.s3),
             format!("-s3.port.grpc={}", p.s3_grpc),
             "-s3.port.iceberg=0".into(),
@@ -289,20 +284,21 @@ impl SeaweedFs {
             format!("-volume.port.grpc={}", p.volume_grpc),
             format!("-filer.port={}", p.filer),
             format!("-filer.port.grpc={}", p.filer_grpc),
-            format!("-admin.port={}", p.admin),
-            format!("-admin.port.grpc={}", p.admin_grpc),
-            "-admin.port.legacy=0".into(),
-            "-admin.ui=false".into(),
-            "-webdav=false".into(),
-            format!("-webdav.port={}", p.webdav),
-            "-metricsPort=0".into(),
+            // Fixed sizes, not sized from the disk: `weed mini` (used before) wants 1% of the
+            // whole disk free and offered no volume at all on a big, nearly full CI disk ("no
+            // volume server capacity registered yet"). Small volumes, a few of them, and an absolute
+            // free-space floor keep the test independent of the machine's disk.
+            "-master.volumeSizeLimitMB=64".into(),
+            "-volume.max=16".into(),
+            "-volume.minFreeSpace=256MiB".into(),
             "-master.telemetry=false".into(),
+            "-metricsPort=0".into(),
             // Unix sockets default to /tmp/seaweedfs-<name>-<port>.sock; keep them here.
             format!("-filer.localSocket={}", d.join("filer.sock").display()),
             format!("-s3.localSocket={}", d.join("s3.sock").display()),
         ];
         let child = Command::new(bin_dir().join("weed"))
-            .arg("mini")
+            .arg("server")
             .args(&args)
             .current_dir(d)
             .env("AWS_ACCESS_KEY_ID", &self.access_key)
@@ -334,7 +330,7 @@ impl SeaweedFs {
                 } else {
                     "see its log"
                 };
-                return Err(format!("weed mini exited ({status}): {why}"));
+                return Err(format!("weed server exited ({status}): {why}"));
             }
             let round_trip = self.block_on(async {
                 self.client
