@@ -1,6 +1,12 @@
-//! Writing a bundle: tar + gzip on a blocking thread, streamed through a bounded channel into
-//! a multipart upload. Memory stays bounded by the channel (4 × 256 KiB), one part being
+//! Writing a bundle: tar + gzip on one thread of its own, streamed through a bounded channel
+//! into a multipart upload. Memory stays bounded by the channel (4 × 256 KiB), one part being
 //! filled and at most two parts in flight (8 MiB each), whatever the bundle's size.
+//!
+//! One encoder thread for the whole bundle, not a pool thread per file: the encoder allocates
+//! every chunk and the uploader frees it on another thread. mimalloc returns such a free to
+//! the allocating thread's heap only when that thread allocates again, so chunks of pool
+//! threads that went idle stayed resident (+108 MiB for 1 GB with a busy blocking pool, as
+//! in the operator; `tests/archive_memory.rs`).
 
 use super::store::Store;
 use super::{ArchiveError, FileEntry, MANIFEST, describe, hex};
@@ -15,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Size of one uploaded part (S3 wants at least 5 MiB for all but the last).
@@ -45,7 +51,9 @@ pub struct Written {
 /// A bundle being streamed to a store. Add files, then [`BundleWriter::finish`]; dropping it
 /// unfinished, or any error, aborts the upload so that no partial object appears.
 pub struct BundleWriter {
-    builder: Option<tar::Builder<GzEncoder<ChannelWriter>>>,
+    /// Commands to the encoder thread; None once the bundle failed or finished (dropping it
+    /// ends the thread, which drops the encoder and so closes the upload's channel).
+    encoder: Option<std::sync::mpsc::Sender<Cmd>>,
     uploader: Option<JoinHandle<Result<(), ArchiveError>>>,
     // Set when the bundle is given up: later writes (the tar and gzip trailers their Drop
     // impls write) fail at once instead of blocking on a channel nobody reads.
@@ -63,6 +71,74 @@ impl std::fmt::Debug for BundleWriter {
             .field("files", &self.files.len())
             .finish()
     }
+}
+
+type Builder = tar::Builder<GzEncoder<ChannelWriter>>;
+
+/// What the encoder thread is asked to do.
+enum Cmd {
+    Append {
+        name: String,
+        mtime: u64,
+        source: Source,
+        reply: oneshot::Sender<Result<FileEntry, Failure>>,
+    },
+    /// Append the manifest, close gzip, send the end mark: the manifest's entry, the
+    /// object's SHA-256 and size, or Err when the upload side stopped.
+    Finish {
+        manifest: String,
+        mtime: u64,
+        reply: oneshot::Sender<Result<(FileEntry, String, u64), ()>>,
+    },
+}
+
+/// The encoder thread: owns the tar + gzip stream until the bundle finishes, fails in a way
+/// that breaks the stream, or the writer goes away.
+fn encode(mut builder: Builder, commands: std::sync::mpsc::Receiver<Cmd>) {
+    while let Ok(cmd) = commands.recv() {
+        match cmd {
+            Cmd::Append {
+                name,
+                mtime,
+                source,
+                reply,
+            } => {
+                let r = append_blocking(&mut builder, &name, mtime, source);
+                let go_on = matches!(r, Ok(_) | Err(Failure::Before(_)));
+                let _ = reply.send(r);
+                if !go_on {
+                    return;
+                }
+            }
+            Cmd::Finish {
+                manifest,
+                mtime,
+                reply,
+            } => {
+                let _ = reply.send(finish_blocking(builder, manifest, mtime));
+                return;
+            }
+        }
+    }
+}
+
+/// Every step here only writes to the upload: any error is the upload's.
+fn finish_blocking(
+    mut builder: Builder,
+    manifest: String,
+    mtime: u64,
+) -> Result<(FileEntry, String, u64), ()> {
+    let entry = append_blocking(
+        &mut builder,
+        MANIFEST,
+        mtime,
+        Source::Bytes(manifest.into()),
+    )
+    .map_err(|_| ())?;
+    let gz = builder.into_inner().map_err(|_| ())?;
+    let sink = gz.finish().map_err(|_| ())?;
+    let (sha256, size) = sink.close().map_err(|_| ())?;
+    Ok((entry, sha256, size))
 }
 
 /// The content of one entry.
@@ -103,9 +179,14 @@ impl BundleWriter {
         // operator's probing; logs still compress several-fold.
         let gz = GzEncoder::new(sink, Compression::fast());
         let builder = tar::Builder::new(gz);
+        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("vigil-bundle".into())
+            .spawn(move || encode(builder, cmd_rx))
+            .map_err(|e| ArchiveError::Input(format!("cannot start the archiving thread: {e}")))?;
         let uploader = handle.spawn(upload(store.inner.clone(), path, rx, location.clone()));
         Ok(BundleWriter {
-            builder: Some(builder),
+            encoder: Some(cmd_tx),
             uploader: Some(uploader),
             abandoned,
             files: Vec::new(),
@@ -147,23 +228,17 @@ impl BundleWriter {
         for f in &self.files {
             manifest.push_str(&format!("{}  {}\n", f.sha256, f.name));
         }
-        let mut builder = self.taken()?;
-        let mtime = self.mtime;
-        let joined = tokio::task::spawn_blocking(move || {
-            // Every step here only writes to the upload: any error is the upload's.
-            let entry = append_blocking(
-                &mut builder,
-                MANIFEST,
-                mtime,
-                Source::Bytes(manifest.into()),
-            )
-            .map_err(|_| ())?;
-            let gz = builder.into_inner().map_err(|_| ())?;
-            let sink = gz.finish().map_err(|_| ())?;
-            let (sha256, size) = sink.close().map_err(|_| ())?;
-            Ok::<_, ()>((entry, sha256, size))
-        })
-        .await;
+        let encoder = self.taken()?;
+        let (reply, answer) = oneshot::channel();
+        let cmd = Cmd::Finish {
+            manifest,
+            mtime: self.mtime,
+            reply,
+        };
+        let joined = match encoder.send(cmd) {
+            Ok(()) => answer.await.map_err(|_| ()),
+            Err(_) => Err(()),
+        };
         match joined {
             Ok(Ok((entry, sha256, size))) => {
                 let uploaded = match self.uploader.take() {
@@ -179,15 +254,15 @@ impl BundleWriter {
                     files: std::mem::take(&mut self.files),
                 })
             }
-            Ok(Err(())) => Err(self.fail(None, Failure::Sink).await),
-            Err(_) => Err(self
-                .fail(None, Failure::Input("the archiving thread stopped".into()))
+            Ok(Err(())) => Err(self.fail(Failure::Sink).await),
+            Err(()) => Err(self
+                .fail(Failure::Input("the archiving thread stopped".into()))
                 .await),
         }
     }
 
-    fn taken(&mut self) -> Result<tar::Builder<GzEncoder<ChannelWriter>>, ArchiveError> {
-        self.builder
+    fn taken(&mut self) -> Result<std::sync::mpsc::Sender<Cmd>, ArchiveError> {
+        self.encoder
             .take()
             .ok_or_else(|| ArchiveError::Input("the bundle already failed; start a new one".into()))
     }
@@ -199,41 +274,43 @@ impl BundleWriter {
                 "{name:?} is already in the bundle"
             )));
         }
-        let mut builder = self.taken()?;
-        let mtime = self.mtime;
-        let owned = name.to_string();
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = append_blocking(&mut builder, &owned, mtime, source);
-            (builder, r)
-        })
-        .await;
-        match joined {
-            Ok((builder, Ok(entry))) => {
-                self.builder = Some(builder);
+        let encoder = self.taken()?;
+        let (reply, answer) = oneshot::channel();
+        let cmd = Cmd::Append {
+            name: name.to_string(),
+            mtime: self.mtime,
+            source,
+            reply,
+        };
+        let answered = match encoder.send(cmd) {
+            Ok(()) => answer.await.ok(),
+            Err(_) => None,
+        };
+        match answered {
+            Some(Ok(entry)) => {
+                self.encoder = Some(encoder);
                 self.names.insert(entry.name.clone());
                 self.files.push(entry);
                 Ok(())
             }
-            Ok((builder, Err(Failure::Before(e)))) => {
-                self.builder = Some(builder);
+            Some(Err(Failure::Before(e))) => {
+                self.encoder = Some(encoder);
                 Err(e)
             }
-            Ok((builder, Err(failure))) => Err(self.fail(Some(builder), failure).await),
-            Err(_) => Err(self
-                .fail(None, Failure::Input("the archiving thread stopped".into()))
+            // The thread has ended and dropped the encoder.
+            Some(Err(failure)) => Err(self.fail(failure).await),
+            None => Err(self
+                .fail(Failure::Input("the archiving thread stopped".into()))
                 .await),
         }
     }
 
-    /// Gives the bundle up: the encoder goes (closing the channel), the uploader aborts the
-    /// multipart upload, and only then is the error returned, so no partial object remains.
-    async fn fail(
-        &mut self,
-        builder: Option<tar::Builder<GzEncoder<ChannelWriter>>>,
-        failure: Failure,
-    ) -> ArchiveError {
+    /// Gives the bundle up: the encoder goes (its thread ends and closes the channel), the
+    /// uploader aborts the multipart upload, and only then is the error returned, so no
+    /// partial object remains.
+    async fn fail(&mut self, failure: Failure) -> ArchiveError {
         self.abandoned.store(true, Ordering::SeqCst);
-        drop(builder);
+        self.encoder = None;
         let uploaded = match self.uploader.take() {
             Some(h) => joined_upload(h.await),
             None => Ok(()),
@@ -330,12 +407,12 @@ fn header(size: u64, mtime: u64) -> tar::Header {
 }
 
 fn append_blocking(
-    b: &mut tar::Builder<GzEncoder<ChannelWriter>>,
+    b: &mut Builder,
     name: &str,
     mtime: u64,
     source: Source,
 ) -> Result<FileEntry, Failure> {
-    let broken = |b: &tar::Builder<GzEncoder<ChannelWriter>>, e: io::Error| {
+    let broken = |b: &Builder, e: io::Error| {
         if b.get_ref().get_ref().sink_failed {
             Failure::Sink
         } else {
