@@ -62,6 +62,8 @@ pub struct Remediation {
     /// The command the `ssh` action runs (set exactly when the action is `ssh`, or when
     /// `sshCommand` names one).
     pub ssh_command: Option<SshCommand>,
+    /// `allowOverlap`: actions that may run two copies of a validator at once are allowed.
+    pub allow_overlap: bool,
 }
 
 /// One allow-listed SSH command, typed.
@@ -402,6 +404,7 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<Policy, Problems> {
             duty_restart: spec.duty.restart_when_not_signing,
         },
         ssh_command,
+        allow_overlap: r.allow_overlap,
     };
 
     let a = &spec.advisor;

@@ -129,6 +129,19 @@ impl World {
     fn remediation(&self, name: &str) -> Value {
         self.mv(name)["status"]["remediation"].clone()
     }
+
+    /// The message of the validator's first failed attempt, once there is one (from
+    /// status.remediation.history: the Remediating condition moves on at the next probe).
+    fn failed_attempt(&self, name: &str) -> String {
+        eventually(T, &format!("a failed attempt on {name}"), || {
+            let rem = self.remediation(name);
+            rem["history"]
+                .as_array()?
+                .iter()
+                .find(|h| h["result"] == "Failed")
+                .map(|h| h["message"].as_str().unwrap_or_default().to_string())
+        })
+    }
 }
 
 fn workload_yaml(kind: &str, name: &str, extra_spec: &str) -> String {
@@ -252,24 +265,31 @@ fn a_disruption_budget_blocks_eviction_which_is_retried_not_counted() {
 
 #[test]
 fn rollout_restart_changes_the_template_and_a_paused_deployment_is_refused() {
-    let w = world("rollout", 2);
-    apply_ok(w.c, &w.ns, &workload_yaml("Deployment", "dep", ""));
+    let w = world("rollout", 3);
+    // Recreate stops the old pod before starting the new one: no two copies at once.
+    let recreate = "  strategy: {type: Recreate}\n";
+    apply_ok(w.c, &w.ns, &workload_yaml("Deployment", "dep", recreate));
     apply_ok(
         w.c,
         &w.ns,
-        &workload_yaml("Deployment", "held", "  paused: true\n"),
+        &workload_yaml("Deployment", "held", &format!("  paused: true\n{recreate}")),
     );
+    // The default strategy surges (maxSurge 25%): refused, no allowOverlap.
+    apply_ok(w.c, &w.ns, &workload_yaml("Deployment", "surging", ""));
     w.policy(
-        "action: rolloutRestart, cooldown: 30s, maxUnhealthy: '100%', maxConcurrent: 2",
+        "action: rolloutRestart, cooldown: 30s, maxUnhealthy: '100%', maxConcurrent: 3",
         "",
     );
     let a = w.validator(0, "{workload: {kind: Deployment, name: dep}}");
     let b = w.validator(1, "{workload: {kind: Deployment, name: held}}");
+    let s = w.validator(2, "{workload: {kind: Deployment, name: surging}}");
     let op = w.operator_with("heal", &[]);
     w.wait(&a, "Ready", "True", "Healthy", &op);
     w.wait(&b, "Ready", "True", "Healthy", &op);
+    w.wait(&s, "Ready", "True", "Healthy", &op);
     w.sim.fault(0, "die");
     w.sim.fault(1, "die");
+    w.sim.fault(2, "die");
     w.wait(&a, "Remediating", "True", "WaitingForRecovery", &op);
     let token = w.remediation(&a)["history"][0]["token"]
         .as_str()
@@ -292,6 +312,75 @@ fn rollout_restart_changes_the_template_and_a_paused_deployment_is_refused() {
             .get("vigil.dev/restartedAt")
             .is_none()
     );
+    let refused = w.failed_attempt(&s);
+    assert!(
+        refused.contains("refused: a rollout of Deployment surging can start the new pod")
+            && refused.contains("allowOverlap"),
+        "{refused}"
+    );
+    let surging = w.kubectl_json(&["get", "deployment", "surging"]);
+    assert!(
+        surging["spec"]["template"]["metadata"]["annotations"]
+            .get("vigil.dev/restartedAt")
+            .is_none(),
+        "{surging}"
+    );
+}
+
+/// Signing safety: a Deployment's ReplicaSet starts a pod's replacement while the old pod is
+/// still stopping, so evicting it could run the validator twice with one key. Vigil refuses
+/// (the StatefulSet case, which is safe, is evicted in the first test of this file) until the
+/// policy says allowOverlap.
+#[test]
+fn a_deployment_pod_is_not_evicted_unless_the_policy_allows_overlap() {
+    let w = world("overlap", 1);
+    apply_ok(w.c, &w.ns, &workload_yaml("Deployment", "dep", ""));
+    w.policy(
+        "action: evictPod, cooldown: 1s, maxAttempts: 10, escalateAfter: 10",
+        "",
+    );
+    let name = w.validator(0, "{workload: {kind: Deployment, name: dep}}");
+    let pods = || {
+        let list = w.kubectl_json(&["get", "pods", "-l", "app=dep"]);
+        let mut uids: Vec<String> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+            .collect();
+        uids.sort();
+        uids
+    };
+    let before = eventually(T, "the Deployment's pod", || {
+        let p = pods();
+        (p.len() == 1).then_some(p)
+    });
+    let op = w.operator_with("heal", &[]);
+    w.wait(&name, "Ready", "True", "Healthy", &op);
+    w.sim.fault(0, "die");
+    let refused = w.failed_attempt(&name);
+    assert!(
+        refused.starts_with("refused: pod dep-")
+            && refused.contains("belongs to ReplicaSet dep-")
+            && refused.contains("double signing")
+            && refused.contains("remediation.allowOverlap: true"),
+        "{refused}"
+    );
+    assert_eq!(pods(), before, "the pod was not touched");
+
+    w.policy(
+        "action: evictPod, cooldown: 1s, maxAttempts: 10, escalateAfter: 10, allowOverlap: true",
+        "",
+    );
+    eventually(T, "the pod evicted once overlap is allowed", || {
+        let rem = w.remediation(&name);
+        rem["history"]
+            .as_array()?
+            .iter()
+            .any(|h| h["action"] == "evictPod" && h["result"] == "Succeeded")
+            .then_some(())
+    });
+    assert!(!pods().contains(&before[0]), "the old pod is gone or going");
 }
 
 #[test]

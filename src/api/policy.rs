@@ -281,6 +281,14 @@ pub struct RemediationSpec {
     /// Escalate (and stop acting) after this many consecutive failed remediations (at least 1).
     #[serde(default = "five")]
     pub escalate_after: u32,
+    /// Allow actions that can run a second copy of a validator before the first has stopped:
+    /// deleting or evicting a pod of a Deployment (ReplicaSet), DaemonSet or other controller,
+    /// and a rolloutRestart of a Deployment or DaemonSet that can surge. Off by default,
+    /// because two copies signing with one key is double signing (slashing, tombstoning).
+    /// Turn it on only when the node cannot double-sign, e.g. behind a remote signer with
+    /// slashing protection. StatefulSet pods and bare pods are never at risk.
+    #[serde(default)]
+    pub allow_overlap: bool,
 }
 
 /// The rules of `remediation` beyond the field types: settings that can only be mistakes.
@@ -328,6 +336,7 @@ impl Default for RemediationSpec {
             max_concurrent: one(),
             max_unhealthy: fifty_percent(),
             escalate_after: five(),
+            allow_overlap: false,
         }
     }
 }

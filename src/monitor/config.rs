@@ -62,6 +62,8 @@ pub struct Heal {
     pub suspended: bool,
     /// The `ssh` action's command.
     pub ssh_command: Option<SshCommand>,
+    /// The policy's `remediation.allowOverlap`.
+    pub allow_overlap: bool,
 }
 
 fn probe_kind(chain: Chain) -> ProbeKind {
@@ -141,6 +143,7 @@ impl Config {
                 target: heal_target,
                 suspended: mv.spec.suspend,
                 ssh_command: policy.remediation.ssh_command.clone(),
+                allow_overlap: policy.remediation.allow_overlap,
             },
             duty,
         })

@@ -211,6 +211,7 @@ impl Monitor {
                         reason: (&why.0, &why.1),
                     },
                     ssh_command: heal.ssh_command.as_ref(),
+                    allow_overlap: heal.allow_overlap,
                     retry: heal.rules.cooldown.min(Duration::from_secs(30)),
                 };
                 remediate::execute(&req, target, &self.deps).await.into()

@@ -122,6 +122,9 @@ pub struct Request<'a> {
     pub subject: Subject<'a>,
     /// The `ssh` action's command.
     pub ssh_command: Option<&'a SshCommand>,
+    /// `remediation.allowOverlap`: may an action run a second copy of the validator before
+    /// the first has stopped?
+    pub allow_overlap: bool,
     /// When to try again after a PodDisruptionBudget refused an eviction.
     pub retry: Duration,
 }
@@ -231,7 +234,12 @@ pub async fn execute(req: &Request<'_>, target: &Target, deps: &Deps) -> Result<
     match (target, req.action) {
         (Target::Workload(w), A::EvictPod | A::DeletePod | A::RolloutRestart) => {
             let ns = req.subject.namespace;
-            Ok(workload::act(&deps.kube, ns, w, req.action, req.token, req.retry).await?)
+            let how = workload::How {
+                token: req.token,
+                retry: req.retry,
+                allow_overlap: req.allow_overlap,
+            };
+            Ok(workload::act(&deps.kube, ns, w, req.action, &how).await?)
         }
         (Target::Webhook(w), A::Webhook) => {
             let secret = match &w.signing_secret {

@@ -1,11 +1,19 @@
 //! Acting on a validator that runs in the cluster: evict or delete its pod, or restart the
 //! StatefulSet, Deployment or DaemonSet that owns it.
+//!
+//! Signing safety: a validator must never run twice with one key. A StatefulSet creates a
+//! pod's replacement (same name, same volume) only once the old pod is gone, and a bare pod
+//! is not replaced at all, so both are safe. A ReplicaSet (a Deployment's) starts the
+//! replacement as soon as the old pod is terminating, and a surging rollout starts the new
+//! pod before the old one stops: for a few seconds two copies can sign. Vigil refuses such
+//! actions unless the policy says `allowOverlap: true` ([`overlap_risk`], [`rollout_risk`]).
 
 use super::Done;
 use crate::api::{RemediationAction, WorkloadKind, WorkloadTarget};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
 use std::time::Duration;
@@ -44,6 +52,64 @@ pub enum WorkloadError {
     /// Nothing to restart or refused by what the workload is.
     #[error("{0}")]
     Unrestartable(String),
+    /// Refused: the action could run two copies of the validator at once.
+    #[error(
+        "refused: {0}, so two copies of the validator could sign with one key (double signing). Run it as a StatefulSet, or set remediation.allowOverlap: true if it cannot double-sign (e.g. a remote signer with slashing protection)"
+    )]
+    OverlapRisk(String),
+}
+
+/// How an action is to be done.
+#[derive(Clone, Copy, Debug)]
+pub struct How<'a> {
+    /// The attempt's token (the rollout annotation's value).
+    pub token: &'a str,
+    /// When to try again after a PodDisruptionBudget refused an eviction.
+    pub retry: Duration,
+    /// `remediation.allowOverlap`.
+    pub allow_overlap: bool,
+}
+
+/// Why deleting or evicting a pod with these owner references could let a replacement
+/// start while it still runs; None when it cannot (a StatefulSet's pod, a bare pod).
+pub fn overlap_risk(pod: &str, refs: &[OwnerReference]) -> Option<String> {
+    match controller_of(refs) {
+        None | Some(("StatefulSet", _)) => None,
+        Some(("ReplicaSet", rs)) => Some(format!(
+            "pod {pod} belongs to ReplicaSet {rs} (a Deployment), which starts its replacement while it is still stopping"
+        )),
+        Some((kind, name)) => Some(format!(
+            "pod {pod} belongs to {kind} {name}, which may start its replacement while it is still stopping"
+        )),
+    }
+}
+
+/// Why a rollout restart of this workload could start the new pod before the old one has
+/// stopped; None when it cannot. `strategy` is the Deployment's `strategy.type` or the
+/// DaemonSet's `updateStrategy.type`, `max_surge` its rolling update's `maxSurge`.
+pub fn rollout_risk(
+    kind: WorkloadKind,
+    name: &str,
+    strategy: Option<&str>,
+    max_surge: Option<&IntOrString>,
+) -> Option<String> {
+    let surges = |default_surges: bool| match max_surge {
+        None => default_surges,
+        Some(IntOrString::Int(n)) => *n != 0,
+        Some(IntOrString::String(s)) => !matches!(s.trim(), "0" | "0%"),
+    };
+    let risky = match kind {
+        WorkloadKind::StatefulSet | WorkloadKind::Pod => false,
+        // Deployments surge by 25% unless told otherwise; Recreate stops the old pod first.
+        WorkloadKind::Deployment => strategy != Some("Recreate") && surges(true),
+        // DaemonSets replace in place (maxSurge 0) unless told otherwise.
+        WorkloadKind::DaemonSet => strategy != Some("OnDelete") && surges(false),
+    };
+    risky.then(|| {
+        format!(
+            "a rollout of {kind:?} {name} can start the new pod before the old one stops (maxSurge is not 0)"
+        )
+    })
 }
 
 /// Runs an API call of an action within [`super::API_TIMEOUT`].
@@ -227,13 +293,17 @@ pub async fn act(
     ns: &str,
     target: &WorkloadTarget,
     action: RemediationAction,
-    token: &str,
-    retry: Duration,
+    how: &How<'_>,
 ) -> Result<Done, WorkloadError> {
+    let retry = how.retry;
     match action {
         RemediationAction::EvictPod | RemediationAction::DeletePod => {
             let pod = resolve_pod(client, ns, target).await?;
             let name = pod.name_any();
+            let refs = pod.metadata.owner_references.as_deref().unwrap_or_default();
+            if let Some(risk) = overlap_risk(&name, refs).filter(|_| !how.allow_overlap) {
+                return Err(WorkloadError::OverlapRisk(risk));
+            }
             let uid = pod.uid();
             let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
             // The UID precondition makes sure it is this pod, not a replacement of the
@@ -276,7 +346,7 @@ pub async fn act(
         }
         RemediationAction::RolloutRestart => {
             let (kind, name) = resolve_owner(client, ns, target).await?;
-            rollout_restart(client, ns, kind, &name, token).await
+            rollout_restart(client, ns, kind, &name, how).await
         }
         other => Err(WorkloadError::Unrestartable(format!(
             "{other:?} is not a workload action"
@@ -289,8 +359,13 @@ async fn rollout_restart(
     ns: &str,
     kind: WorkloadKind,
     name: &str,
-    token: &str,
+    how: &How<'_>,
 ) -> Result<Done, WorkloadError> {
+    let token = how.token;
+    let refuse = |risk: Option<String>| match risk.filter(|_| !how.allow_overlap) {
+        Some(risk) => Err(WorkloadError::OverlapRisk(risk)),
+        None => Ok(()),
+    };
     let patch = serde_json::json!({
         "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: token}}}}
     });
@@ -301,6 +376,15 @@ async fn rollout_restart(
             let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
             let d = call(|| format!("reading Deployment {name}"), api.get(name)).await?;
             let spec = d.spec.unwrap_or_default();
+            let strategy = spec.strategy.as_ref();
+            refuse(rollout_risk(
+                kind,
+                name,
+                strategy.and_then(|s| s.type_.as_deref()),
+                strategy
+                    .and_then(|s| s.rolling_update.as_ref())
+                    .and_then(|r| r.max_surge.as_ref()),
+            ))?;
             if spec.paused == Some(true) {
                 return Err(WorkloadError::Unrestartable(format!(
                     "Deployment {name} is paused (spec.paused): a restart would not roll out; resume it or use evictPod"
@@ -325,6 +409,16 @@ async fn rollout_restart(
         }
         WorkloadKind::DaemonSet => {
             let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+            let ds = call(|| format!("reading DaemonSet {name}"), api.get(name)).await?;
+            let strategy = ds.spec.as_ref().and_then(|s| s.update_strategy.as_ref());
+            refuse(rollout_risk(
+                kind,
+                name,
+                strategy.and_then(|s| s.type_.as_deref()),
+                strategy
+                    .and_then(|s| s.rolling_update.as_ref())
+                    .and_then(|r| r.max_surge.as_ref()),
+            ))?;
             call(restarting, api.patch(name, &pp, &Patch::Merge(&patch))).await?;
         }
         WorkloadKind::Pod => {
@@ -420,5 +514,60 @@ mod tests {
             Some(("StatefulSet", "w"))
         );
         assert_eq!(controller_of(&[r("ReplicaSet", false)]), None);
+    }
+
+    #[test]
+    fn only_actions_that_can_run_two_copies_are_risky() {
+        let owner = |kind: &str, controller| OwnerReference {
+            kind: kind.into(),
+            name: "w".into(),
+            controller: Some(controller),
+            ..Default::default()
+        };
+        // (owner references, risky?)
+        let pods: [(Vec<OwnerReference>, bool); 6] = [
+            (vec![], false),
+            (vec![owner("StatefulSet", true)], false),
+            (vec![owner("ReplicaSet", true)], true),
+            (vec![owner("DaemonSet", true)], true),
+            (vec![owner("ValidatorSet", true)], true),
+            // Only the controller counts.
+            (vec![owner("ReplicaSet", false)], false),
+        ];
+        for (refs, risky) in pods {
+            let r = overlap_risk("p", &refs);
+            assert_eq!(r.is_some(), risky, "{refs:?}: {r:?}");
+        }
+        let rs = overlap_risk("p", &[owner("ReplicaSet", true)]).unwrap();
+        assert!(rs.contains("ReplicaSet w"), "{rs}");
+
+        let int = |n| Some(IntOrString::Int(n));
+        let text = |s: &str| Some(IntOrString::String(s.into()));
+        use WorkloadKind::{DaemonSet as Ds, Deployment as Dep, StatefulSet as Sts};
+        // (kind, strategy type, maxSurge, risky?)
+        let rollouts: [(WorkloadKind, Option<&str>, Option<IntOrString>, bool); 12] = [
+            (Dep, None, None, true),
+            (Dep, Some("RollingUpdate"), None, true),
+            (Dep, Some("RollingUpdate"), int(1), true),
+            (Dep, Some("RollingUpdate"), text("25%"), true),
+            (Dep, Some("RollingUpdate"), int(0), false),
+            (Dep, Some("RollingUpdate"), text("0%"), false),
+            (Dep, Some("Recreate"), None, false),
+            (Ds, None, None, false),
+            (Ds, Some("RollingUpdate"), int(1), true),
+            (Ds, Some("OnDelete"), int(1), false),
+            (Sts, Some("RollingUpdate"), int(1), false),
+            (Sts, None, None, false),
+        ];
+        for (kind, strategy, surge, risky) in rollouts {
+            let r = rollout_risk(kind, "w", strategy, surge.as_ref());
+            assert_eq!(r.is_some(), risky, "{kind:?} {strategy:?} {surge:?}: {r:?}");
+        }
+        let e = WorkloadError::OverlapRisk(rs).to_string();
+        assert!(
+            e.starts_with("refused: pod p belongs to ReplicaSet w"),
+            "{e}"
+        );
+        assert!(e.contains("allowOverlap: true"), "{e}");
     }
 }
