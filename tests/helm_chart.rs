@@ -21,16 +21,21 @@ fn helm_ok(c: &cluster::Cluster, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn cluster_role_rules(yaml_stream: &str) -> Value {
+/// The first document of `kind` in a YAML stream whose metadata.name is `name`.
+fn doc(yaml_stream: &str, kind: &str, name: &str) -> Value {
     for doc in yaml_stream.split("\n---") {
         let Ok(v) = serde_yaml::from_str::<Value>(doc) else {
             continue;
         };
-        if v["kind"] == "ClusterRole" {
-            return v["rules"].clone();
+        if v["kind"] == kind && v["metadata"]["name"] == name {
+            return v;
         }
     }
-    panic!("no ClusterRole in:\n{yaml_stream}");
+    panic!("no {kind} {name} in:\n{yaml_stream}");
+}
+
+fn manifest(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/manifests/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 #[test]
@@ -41,15 +46,87 @@ fn chart_lints_and_matches_the_plain_manifests() {
         c,
         &["template", "vigil", CHART, "--namespace", "vigil-system"],
     );
-    let manifests =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml"))
-            .unwrap();
+    let plain = manifest("rbac.yaml");
     assert_eq!(
-        cluster_role_rules(&rendered),
-        cluster_role_rules(&manifests),
-        "chart and manifests/ grant different rules"
+        doc(&rendered, "ClusterRole", "vigil")["rules"],
+        doc(&plain, "ClusterRole", "vigil")["rules"],
+        "chart and manifests/rbac.yaml grant different rules"
+    );
+    assert_eq!(
+        doc(&rendered, "Role", "vigil-leader-election")["rules"],
+        doc(&plain, "Role", "vigil-leader-election")["rules"],
     );
     assert!(rendered.contains("--lease-name=vigil-leader"), "{rendered}");
+    // The admission policy is on by default and is the one of manifests/admission.yaml.
+    let admission = manifest("admission.yaml");
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        let (a, b) = (
+            doc(&rendered, kind, "vigil-restart-only"),
+            doc(&admission, kind, "vigil-restart-only"),
+        );
+        assert_eq!(
+            a["spec"], b["spec"],
+            "chart and manifests/admission.yaml differ"
+        );
+    }
+
+    // Namespace mode: the same rules in a Role of the watched namespace, and a ClusterRole
+    // that only reads Vigil's CRDs; as manifests/namespaced/rbac.yaml.
+    let rendered = helm_ok(
+        c,
+        &[
+            "template",
+            "vigil",
+            CHART,
+            "--namespace",
+            "vigil-system",
+            "--set",
+            "rbac.scope=namespace",
+            "--set",
+            "watchNamespace=validators",
+        ],
+    );
+    let plain = manifest("namespaced/rbac.yaml");
+    let role = doc(&rendered, "Role", "vigil");
+    assert_eq!(role["metadata"]["namespace"], "validators");
+    assert_eq!(role["rules"], doc(&plain, "Role", "vigil")["rules"]);
+    let crds = doc(&rendered, "ClusterRole", "vigil-crds");
+    assert_eq!(
+        crds["rules"],
+        doc(&plain, "ClusterRole", "vigil-crds")["rules"]
+    );
+    assert_eq!(crds["rules"].as_array().map(Vec::len), Some(1), "{crds}");
+    assert!(
+        !rendered.contains("kind: ClusterRole\nmetadata:\n  name: vigil\n"),
+        "no cluster-wide rules in namespace mode"
+    );
+    // Role rules minus nothing = ClusterRole rules minus the CRD rule: one list of rights.
+    let mut cluster_rules = doc(&manifest("rbac.yaml"), "ClusterRole", "vigil")["rules"]
+        .as_array()
+        .unwrap()
+        .clone();
+    cluster_rules.retain(|r| r["apiGroups"][0] != "apiextensions.k8s.io");
+    assert_eq!(role["rules"], Value::Array(cluster_rules));
+
+    // Settings that cannot work are refused with a message a person understands.
+    for (set, says) in [
+        (
+            "rbac.scope=namespace",
+            "rbac.scope=namespace needs watchNamespace",
+        ),
+        (
+            "rbac.scope=everywhere",
+            "rbac.scope must be cluster or namespace",
+        ),
+    ] {
+        let out = c.helm(&["template", "vigil", CHART, "--set", set]);
+        assert!(!out.status.success(), "{set} rendered");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{set}: {err}");
+    }
 }
 
 #[test]

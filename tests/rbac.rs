@@ -1,31 +1,237 @@
-//! Least privilege, asked of the real API server: what the operator's ServiceAccount (bound
-//! exactly as `manifests/rbac.yaml` binds it, as every end-to-end test runs the operator) may
-//! and may not do. `kubectl auth can-i --as` evaluates RBAC for that identity.
+//! Least privilege, asked of the real API server: what the operator's ServiceAccount may and
+//! may not do, with the RBAC and admission policy the Helm chart renders (namespace mode, as
+//! every end-to-end test runs the operator, and cluster mode). `kubectl auth can-i --as`
+//! evaluates RBAC for that identity; `kubectl --as` really sends its writes, so the
+//! ValidatingAdmissionPolicy is exercised too.
 
 mod support;
 
-use support::cluster;
+use support::cluster::{self, Cluster};
+
+/// `kubectl auth can-i`; `resource` may name a subresource (`pods/eviction`).
+fn can(c: &Cluster, who: &str, verb: &str, resource: &str, namespace: &str) -> bool {
+    let (resource, sub) = match resource.split_once('/') {
+        Some((r, s)) => (r, format!("--subresource={s}")),
+        None => (resource, "--subresource=".to_string()),
+    };
+    let out = c.kubectl(&[
+        "auth", "can-i", verb, resource, &sub, "-n", namespace, "--as", who,
+    ]);
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!(
+            "kubectl auth can-i {verb} {resource} -n {namespace}: {other:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// `kubectl --as WHO -n NS patch KIND/NAME --type merge -p PATCH`: Ok, or Err(stderr).
+fn patch_as(c: &Cluster, who: &str, ns: &str, what: &str, patch: &str) -> Result<(), String> {
+    let out = c.kubectl(&[
+        "--as", who, "-n", ns, "patch", what, "--type", "merge", "-p", patch,
+    ]);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn apply(c: &Cluster, args: &[&str], input: &str) {
+    let out = c.kubectl_stdin(args, input);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const WORKLOADS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: node-d}
+spec:
+  replicas: 1
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: node-d}}
+  template:
+    metadata: {labels: {app: node-d}}
+    spec: {containers: [{name: node, image: validator:1}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: node-s}
+spec:
+  serviceName: node-s
+  replicas: 1
+  selector: {matchLabels: {app: node-s}}
+  template:
+    metadata: {labels: {app: node-s}}
+    spec: {containers: [{name: node, image: validator:1}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: node-ds}
+spec:
+  selector: {matchLabels: {app: node-ds}}
+  template:
+    metadata: {labels: {app: node-ds}}
+    spec: {containers: [{name: node, image: validator:1}]}
+"#;
 
 #[test]
-fn leases_are_written_only_in_the_operators_own_namespace() {
+fn namespace_mode_reaches_nothing_outside_the_watched_namespace() {
     let c = cluster::shared();
+    support::install_crds(c);
     let ns = c.namespace("rbac");
-    // Binds the ClusterRole and the leader-election Role to ns's `vigil` ServiceAccount.
-    let _ = support::operator_kubeconfig(c, &ns);
-    let who = format!("system:serviceaccount:{ns}:vigil");
-    let can = |verb: &str, resource: &str, namespace: &str| {
-        let out = c.kubectl(&[
-            "auth", "can-i", verb, resource, "-n", namespace, "--as", &who,
-        ]);
-        match String::from_utf8_lossy(&out.stdout).trim() {
-            "yes" => true,
-            "no" => false,
-            other => panic!(
-                "kubectl auth can-i {verb} {resource} -n {namespace}: {other:?} {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
+    let other = c.namespace("rbac-other");
+    let sa = support::install_operator_rights(c, &ns);
+    let who = format!("system:serviceaccount:{ns}:{sa}");
+    let can = |verb: &str, resource: &str, namespace: &str| can(c, &who, verb, resource, namespace);
+
+    // What it needs, in the namespace it watches.
+    for (verb, resource) in [
+        ("watch", "monitoredvalidators.vigil.dev"),
+        ("patch", "monitoredvalidators.vigil.dev/status"),
+        ("get", "secrets"),
+        ("create", "pods/eviction"),
+        ("patch", "daemonsets.apps"),
+        ("create", "jobs.batch"),
+        ("get", "leases.coordination.k8s.io"),
+        ("create", "leases.coordination.k8s.io"),
+        ("patch", "leases.coordination.k8s.io"),
+    ] {
+        assert!(can(verb, resource, &ns), "needs {verb} {resource}");
+    }
+    // Nothing it does not use, even there.
+    for (verb, resource) in [
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("create", "pods"),
+        ("delete", "statefulsets.apps"),
+        ("update", "monitoredvalidators.vigil.dev/status"),
+        ("delete", "monitoredvalidators.vigil.dev"),
+        ("update", "leases.coordination.k8s.io"),
+        ("delete", "leases.coordination.k8s.io"),
+    ] {
+        assert!(!can(verb, resource, &ns), "no unused {verb} {resource}");
+    }
+    // Nothing at all anywhere else: no Secret of another namespace, no workload patch in
+    // kube-system, no lease that could steal the scheduler's or fake a node heartbeat.
+    for namespace in [other.as_str(), "kube-system", "kube-node-lease", "default"] {
+        for (verb, resource) in [
+            ("get", "secrets"),
+            ("patch", "daemonsets.apps"),
+            ("patch", "deployments.apps"),
+            ("delete", "pods"),
+            ("create", "leases.coordination.k8s.io"),
+            ("patch", "leases.coordination.k8s.io"),
+            ("list", "monitoredvalidators.vigil.dev"),
+        ] {
+            assert!(
+                !can(verb, resource, namespace),
+                "{verb} {resource} in {namespace}"
+            );
         }
-    };
+    }
+    assert!(!can("list", "nodes", &ns));
+
+    // The admission policy: of a workload it may change the restart annotation, nothing else.
+    apply(c, &["apply", "-n", &ns, "-f", "-"], WORKLOADS);
+    for what in [
+        "deployment/node-d",
+        "statefulset/node-s",
+        "daemonset/node-ds",
+    ] {
+        let restart =
+            r#"{"spec":{"template":{"metadata":{"annotations":{"vigil.dev/restartedAt":"t1"}}}}}"#;
+        patch_as(c, &who, &ns, what, restart).unwrap_or_else(|e| panic!("restart {what}: {e}"));
+        for (patch, says) in [
+            (
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"node","image":"evil:1"}]}}}}"#,
+                "may not change the pod spec",
+            ),
+            (
+                r#"{"spec":{"template":{"metadata":{"annotations":{"other":"x"}}}}}"#,
+                "only the vigil.dev/restartedAt annotation",
+            ),
+            (
+                r#"{"spec":{"template":{"metadata":{"labels":{"extra":"x"}}}}}"#,
+                "may not change a pod template's labels",
+            ),
+            (r#"{"spec":{"minReadySeconds":30}}"#, "only restart it"),
+            (
+                r#"{"metadata":{"labels":{"extra":"x"}}}"#,
+                "labels, annotations, owners or finalizers",
+            ),
+        ] {
+            let err = patch_as(c, &who, &ns, what, patch)
+                .expect_err(&format!("{what}: {patch} must be refused"));
+            assert!(
+                err.contains("ValidatingAdmissionPolicy") && err.contains(says),
+                "{what}: {patch}: {err}"
+            );
+        }
+    }
+    let scale = patch_as(
+        c,
+        &who,
+        &ns,
+        "deployment/node-d",
+        r#"{"spec":{"replicas":2}}"#,
+    )
+    .expect_err("a scale-up could run a validator twice");
+    assert!(scale.contains("only restart it"), "{scale}");
+    // The image really is unchanged, and an admin is not held by the policy.
+    let image = c.kubectl_ok(&[
+        "get",
+        "-n",
+        &ns,
+        "deployment/node-d",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image.trim(), "validator:1");
+    c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "patch",
+        "deployment/node-d",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"node","image":"validator:2"}]}}}}"#,
+    ]);
+}
+
+#[test]
+fn cluster_mode_writes_leases_only_in_the_operators_own_namespace() {
+    let c = cluster::shared();
+    let ns = c.namespace("rbac-cluster");
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/vigil");
+    let out = c.helm(&[
+        "template",
+        &ns,
+        chart,
+        "--namespace",
+        &ns,
+        "--show-only",
+        "templates/rbac.yaml",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    apply(
+        c,
+        &["apply", "-f", "-"],
+        &String::from_utf8_lossy(&out.stdout),
+    );
+    let who = format!("system:serviceaccount:{ns}:{ns}");
+    let can = |verb: &str, resource: &str, namespace: &str| can(c, &who, verb, resource, namespace);
     for verb in ["get", "create", "patch"] {
         assert!(
             can(verb, "leases", &ns),
@@ -39,4 +245,8 @@ fn leases_are_written_only_in_the_operators_own_namespace() {
     }
     assert!(!can("update", "leases", &ns), "no unused verb");
     assert!(!can("delete", "leases", &ns), "no unused verb");
+    // Cluster mode reaches validators in every namespace (its purpose) but still cannot
+    // list Secrets anywhere: each is read by name.
+    assert!(can("get", "secrets", "default"));
+    assert!(!can("list", "secrets", "default"));
 }

@@ -149,59 +149,47 @@ pub fn events_for(c: &cluster::Cluster, ns: &str, name: &str) -> Vec<(String, St
         .unwrap_or_default()
 }
 
-/// A kubeconfig for a ServiceAccount in `ns` bound to the `vigil` ClusterRole from
-/// `manifests/rbac.yaml`, so that the operator under test has exactly the permissions the
-/// real installation grants (the API server enforces RBAC).
-pub fn operator_kubeconfig(c: &cluster::Cluster, ns: &str) -> std::path::PathBuf {
-    static RBAC: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    RBAC.get_or_init(|| {
-        let rbac =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml"))
-                .unwrap();
-        // Only the ClusterRole: each test binds it to its own ServiceAccount.
-        let role = rbac.split("\n---\n").next().unwrap();
-        let out = c.kubectl_stdin(
-            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
-            role,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    c.kubectl_ok(&["create", "serviceaccount", "vigil", "-n", ns]);
-    // The leader-election Role, in the test's namespace (where its lease lives).
-    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml"))
-        .unwrap();
-    let role = rbac
-        .split("\n---\n")
-        .find(|d| d.contains("\nkind: Role\n"))
-        .expect("manifests/rbac.yaml has the leader-election Role")
-        .replace("namespace: vigil-system", &format!("namespace: {ns}"));
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], &role);
+/// The operator's ServiceAccount and rights when the Helm chart is installed into `ns` in
+/// namespace mode, watching `ns`, as release `ns` (cluster-scoped names stay unique per
+/// test): RBAC and admission policy rendered by real Helm from `charts/vigil`, so the
+/// operator under test has exactly the rights a namespace-mode installation grants, and the
+/// API server enforces them. Returns the ServiceAccount's name.
+pub fn install_operator_rights(c: &cluster::Cluster, ns: &str) -> String {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/vigil");
+    let args = [
+        "template",
+        ns,
+        chart,
+        "--namespace",
+        ns,
+        "--set",
+        "rbac.scope=namespace",
+        "--set",
+        &format!("watchNamespace={ns}"),
+        "--show-only",
+        "templates/rbac.yaml",
+        "--show-only",
+        "templates/admission.yaml",
+    ];
+    let out = c.helm(&args);
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], &String::from_utf8_lossy(&out.stdout));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    c.kubectl_ok(&[
-        "create",
-        "rolebinding",
-        "vigil-leader-election",
-        "-n",
-        ns,
-        "--role=vigil-leader-election",
-        &format!("--serviceaccount={ns}:vigil"),
-    ]);
-    c.kubectl_ok(&[
-        "create",
-        "clusterrolebinding",
-        &format!("vigil-{ns}"),
-        "--clusterrole=vigil",
-        &format!("--serviceaccount={ns}:vigil"),
-    ]);
-    let token = c.kubectl_ok(&["create", "token", "vigil", "-n", ns, "--duration=2h"]);
+    ns.to_string()
+}
+
+/// A kubeconfig for the ServiceAccount of [`install_operator_rights`].
+pub fn operator_kubeconfig(c: &cluster::Cluster, ns: &str) -> std::path::PathBuf {
+    let sa = install_operator_rights(c, ns);
+    let token = c.kubectl_ok(&["create", "token", &sa, "-n", ns, "--duration=2h"]);
     let server = c.kubectl_ok(&[
         "config",
         "view",

@@ -27,7 +27,7 @@ fn free_port() -> u16 {
 #[allow(dead_code)]
 impl Operator {
     /// Starts `vigil run` watching `namespace`, with its own lease (named after the namespace),
-    /// as the namespace's `vigil` ServiceAccount with the RBAC rules of `manifests/rbac.yaml`.
+    /// as the ServiceAccount the chart creates in namespace mode (`install_operator_rights`).
     /// Every server of the tests listens on loopback, so the operator may reach it
     /// (`--allow-loopback`).
     pub fn start(cluster: &Cluster, namespace: &str, identity: &str, extra: &[&str]) -> Operator {
