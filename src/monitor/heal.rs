@@ -61,6 +61,38 @@ fn what_of(n: &Note) -> What {
     }
 }
 
+/// What a healing plan changes in a validator's status, as it was before: restored when
+/// the plan could not be recorded.
+struct Undo {
+    remediation: Option<crate::api::RemediationStatus>,
+    conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+}
+
+impl Undo {
+    /// The conditions healing owns.
+    const KINDS: [&'static str; 2] = [kind::REMEDIATING, kind::ESCALATED];
+
+    fn of(status: &crate::api::MonitoredValidatorStatus) -> Undo {
+        Undo {
+            remediation: status.remediation.clone(),
+            conditions: status
+                .conditions
+                .iter()
+                .filter(|c| Self::KINDS.contains(&c.type_.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    fn restore(self, status: &mut crate::api::MonitoredValidatorStatus) {
+        status.remediation = self.remediation;
+        status
+            .conditions
+            .retain(|c| !Self::KINDS.contains(&c.type_.as_str()));
+        status.conditions.extend(self.conditions);
+    }
+}
+
 impl Monitor {
     fn tell_notes(&self, reference: &ObjectReference, notes: Vec<Note>) {
         for n in notes {
@@ -76,6 +108,7 @@ impl Monitor {
     pub(super) async fn heal(self: &Arc<Self>, key: &Key) {
         let now = Timestamp::now();
         let mut storm_change = None;
+        let mut undo = None;
         let (p, reference) = {
             let mut st = self.state.lock().expect("monitor state");
             let Some(e) = st.entries.get(key) else {
@@ -131,6 +164,7 @@ impl Monitor {
                 return;
             };
             if let Some(s) = &p.status {
+                undo = Some(Undo::of(&e.status));
                 e.status = s.clone();
                 e.version += 1;
                 e.acting = p.act.is_some();
@@ -145,7 +179,21 @@ impl Monitor {
         }
         // Write-ahead: the decision is durable (and fenced) before anything happens.
         if !self.commit(key, p.transitions, "Remediate").await {
-            self.with_entry(key, |e| e.acting = false);
+            self.with_entry(key, |e| {
+                e.acting = false;
+                // A conflict reloaded the durable status (written == version): keep it.
+                // Otherwise the write failed (API server gone or slow): what was not
+                // recorded was not decided, so the planned attempt is forgotten. Kept, it
+                // would be planned on as an attempt that never ran, closed as interrupted
+                // and written once the API server is back: attempts used up and an
+                // escalation without a single action.
+                if e.written != e.version
+                    && let Some(undo) = undo
+                {
+                    undo.restore(&mut e.status);
+                    e.version += 1;
+                }
+            });
             return;
         }
         if p.verdict == Verdict::Escalated {
@@ -329,6 +377,63 @@ impl Monitor {
             )
             .warning(hold.is_some())
             .action("Remediate"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{MonitoredValidatorStatus, RemediationStatus};
+
+    #[test]
+    fn an_unrecorded_plan_is_undone_and_nothing_else() {
+        let now = conditions::now();
+        let mut before = MonitoredValidatorStatus::default();
+        for (k, s, r) in [
+            (kind::READY, Status::False, "ConnectionFailed"),
+            (kind::REMEDIATING, Status::False, "Cooldown"),
+        ] {
+            conditions::set(
+                &mut before.conditions,
+                Desired::new(k, s, r, "m"),
+                Some(1),
+                &now,
+            );
+        }
+        before.remediation = Some(RemediationStatus {
+            total_actions: 1,
+            ..Default::default()
+        });
+        let undo = Undo::of(&before);
+        // The plan: a second attempt in flight, escalated; meanwhile a probe changed Ready.
+        let mut planned = before.clone();
+        planned.remediation = Some(RemediationStatus {
+            total_actions: 2,
+            attempts_in_window: 2,
+            ..Default::default()
+        });
+        for (k, s, r) in [
+            (kind::REMEDIATING, Status::True, "InFlight"),
+            (kind::ESCALATED, Status::True, "RemediationExhausted"),
+            (kind::READY, Status::False, "Timeout"),
+        ] {
+            conditions::set(
+                &mut planned.conditions,
+                Desired::new(k, s, r, "m"),
+                Some(1),
+                &now,
+            );
+        }
+        undo.restore(&mut planned);
+        assert_eq!(planned.remediation, before.remediation);
+        let reason = |k| conditions::get(&planned.conditions, k).map(|c| c.reason.clone());
+        assert_eq!(reason(kind::REMEDIATING).as_deref(), Some("Cooldown"));
+        assert_eq!(reason(kind::ESCALATED), None);
+        assert_eq!(
+            reason(kind::READY).as_deref(),
+            Some("Timeout"),
+            "not healing's to undo"
         );
     }
 }

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod cometbft;
 pub mod llm;
 pub mod operator;
+pub mod proxy;
 pub mod receiver;
 pub mod s3;
 pub mod simulator;

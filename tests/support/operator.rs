@@ -44,6 +44,47 @@ impl Operator {
         Self::launch(cluster, namespace, identity, extra, false)
     }
 
+    /// [`Operator::start`] reaching the API server at `server` (e.g. through a
+    /// [`super::proxy::Proxy`]) instead of its own address.
+    pub fn start_via(
+        cluster: &Cluster,
+        namespace: &str,
+        identity: &str,
+        extra: &[&str],
+        server: std::net::SocketAddr,
+    ) -> Operator {
+        let direct = Self::kubeconfig(cluster, namespace);
+        let text = std::fs::read_to_string(&direct).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let line = lines
+            .iter_mut()
+            .find(|l| l.trim_start().starts_with("server: "))
+            .expect("kubeconfig has a server");
+        *line = format!("    server: https://{server}");
+        let path = direct.with_file_name(format!(
+            "{}-via-{}",
+            direct.file_name().unwrap().to_string_lossy(),
+            server.port()
+        ));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        Self::launch_with(cluster, namespace, identity, extra, true, path)
+    }
+
+    /// The operator's kubeconfig for `namespace`, made once per namespace.
+    fn kubeconfig(cluster: &Cluster, namespace: &str) -> PathBuf {
+        static KUBECONFIGS: std::sync::Mutex<Vec<(String, PathBuf)>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut known = KUBECONFIGS.lock().unwrap();
+        match known.iter().find(|(ns, _)| ns == namespace) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = super::operator_kubeconfig(cluster, namespace);
+                known.push((namespace.to_string(), p.clone()));
+                p
+            }
+        }
+    }
+
     fn launch(
         cluster: &Cluster,
         namespace: &str,
@@ -51,19 +92,18 @@ impl Operator {
         extra: &[&str],
         loopback: bool,
     ) -> Operator {
-        static KUBECONFIGS: std::sync::Mutex<Vec<(String, PathBuf)>> =
-            std::sync::Mutex::new(Vec::new());
-        let kubeconfig = {
-            let mut known = KUBECONFIGS.lock().unwrap();
-            match known.iter().find(|(ns, _)| ns == namespace) {
-                Some((_, p)) => p.clone(),
-                None => {
-                    let p = super::operator_kubeconfig(cluster, namespace);
-                    known.push((namespace.to_string(), p.clone()));
-                    p
-                }
-            }
-        };
+        let kubeconfig = Self::kubeconfig(cluster, namespace);
+        Self::launch_with(cluster, namespace, identity, extra, loopback, kubeconfig)
+    }
+
+    fn launch_with(
+        _cluster: &Cluster,
+        namespace: &str,
+        identity: &str,
+        extra: &[&str],
+        loopback: bool,
+        kubeconfig: PathBuf,
+    ) -> Operator {
         let port = free_port();
         let dir = std::env::temp_dir().join("vigil-test-logs");
         std::fs::create_dir_all(&dir).unwrap();

@@ -1,0 +1,222 @@
+//! Chaos against the real control plane: the API server taken away for 30 s and made slow
+//! (through a proxy in front of it, so that the control plane the other tests share keeps
+//! running), with 100 validators watched. The operator keeps running and probing, acts only
+//! on what it could record first, repeats no remediation and loses no escalation.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use support::operator::Operator;
+use support::proxy::{Mode, Proxy};
+use support::receiver::Receiver;
+use support::{World, apply_ok, condition, eventually, get_json};
+
+const T: Duration = Duration::from_secs(90);
+
+/// The API server's address, from the admin kubeconfig.
+fn api_addr(w: &World) -> SocketAddr {
+    let server = w.c.kubectl_ok(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let hostport = server.trim().trim_start_matches("https://");
+    hostport.parse().unwrap_or_else(|e| panic!("{server}: {e}"))
+}
+
+/// `n` validators of the simulator's nodes under policy `heal`, whose remediation calls the
+/// receiver: one apply for all of them.
+fn validators(w: &World, n: usize, rx: &Receiver) {
+    let docs: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "{}  target: {{webhook: {{url: '{}'}}}}\n",
+                w.sim.validator_yaml(i, "heal"),
+                rx.url
+            )
+        })
+        .collect();
+    apply_ok(w.c, &w.ns, &docs.join("---\n"));
+}
+
+/// Webhook calls per validator name.
+fn calls(rx: &Receiver) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for r in rx.requests() {
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        let name = body["validator"]["name"].as_str().unwrap().to_string();
+        *out.entry(name).or_default() += 1;
+    }
+    out
+}
+
+fn alive(op: &mut Operator) {
+    if let Ok(Some(status)) = op.child.try_wait() {
+        panic!("the operator exited ({status}); log:\n{}", op.log_text());
+    }
+}
+
+fn peak_rss_mib(op: &Operator) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", op.child.id())).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM");
+    kib / 1024.0
+}
+
+/// Ready status and reason of every validator, from one list call.
+fn verdicts(w: &World) -> BTreeMap<String, (String, String)> {
+    let list = w.c.kubectl_json(&["get", "mv", "-n", &w.ns, "-o", "json"]);
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|mv| {
+            let ready = condition(mv, "Ready")?;
+            Some((
+                mv["metadata"]["name"].as_str()?.to_string(),
+                (
+                    ready["status"].as_str()?.to_string(),
+                    ready["reason"].as_str()?.to_string(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn an_api_server_outage_repeats_no_remediation_and_loses_no_escalation() {
+    let w = World::new("chaos-api", 100, &[]);
+    let rx = Receiver::start();
+    apply_ok(
+        w.c,
+        &w.ns,
+        "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: heal\nspec:\n  probe: {interval: 1s, timeout: 800ms, failureThreshold: 2, successThreshold: 1}\n  health: {minPeers: 1}\n  remediation: {action: webhook, cooldown: 2s, maxCooldown: 4s, maxAttempts: 3}\n",
+    );
+    validators(&w, 100, &rx);
+    let proxy = Proxy::start(api_addr(&w));
+    let mut op = Operator::start_via(w.c, &w.ns, "chaos", &[], proxy.addr);
+    op.wait_ready(T);
+    op.wait_leader(T);
+    eventually(T, "100 validators Ready=True", || {
+        let v = verdicts(&w);
+        (v.len() == 100 && v.values().all(|(s, _)| s == "True")).then_some(())
+    });
+    let (dead, late) = (w.sim.nodes[0].name.clone(), w.sim.nodes[1].name.clone());
+
+    // Node 0 dies; its first restart goes out; then the API server is gone for 30 s.
+    w.sim.fault(0, "die");
+    eventually(T, "the first restart of node 0", || {
+        (calls(&rx).get(&dead) == Some(&1)).then_some(())
+    });
+    proxy.set(Mode::Down);
+    let cut = Instant::now();
+    let probes_before = op
+        .metric("vigil_probes_total{chain=\"substrate\",result=\"ok\"}")
+        .unwrap_or(0.0);
+    // Node 1 dies while nobody can record it.
+    std::thread::sleep(Duration::from_secs(5));
+    w.sim.fault(1, "die");
+    while cut.elapsed() < Duration::from_secs(30) {
+        alive(&mut op);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // It kept probing the whole time: probes need no API server.
+    let probes_during = op
+        .metric("vigil_probes_total{chain=\"substrate\",result=\"ok\"}")
+        .unwrap_or(0.0);
+    assert!(
+        probes_during >= probes_before + 98.0 * 20.0,
+        "probes stalled during the outage: {probes_before} -> {probes_during}"
+    );
+    // Nothing is acted on that could not be recorded first: node 1 got no restart, and
+    // node 0 at most the one whose record was written before the cut.
+    let during = calls(&rx);
+    assert_eq!(during.get(&late), None, "acted unrecorded: {during:?}");
+    assert!(during.get(&dead).copied().unwrap_or(0) <= 2, "{during:?}");
+    proxy.set(Mode::Pass);
+
+    // Back: node 0's attempts run out and it escalates, exactly once, with exactly
+    // maxAttempts restarts; node 1's death, seen during the outage, is written and acted on.
+    let escalated = eventually(T, "node 0 escalated", || {
+        let mv = get_json(w.c, &w.ns, "mv", &dead)?;
+        condition(&mv, "Escalated").filter(|c| c["status"] == "True")
+    });
+    assert_eq!(escalated["reason"], "RemediationExhausted", "{escalated}");
+    eventually(T, "node 1 Ready=False and restarted", || {
+        let v = verdicts(&w);
+        (v.get(&late).map(|(s, _)| s.as_str()) == Some("False")
+            && calls(&rx).get(&late).copied().unwrap_or(0) >= 1)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let after = calls(&rx);
+    assert_eq!(after.get(&dead), Some(&3), "exactly maxAttempts: {after:?}");
+    let rem = get_json(w.c, &w.ns, "mv", &dead).unwrap()["status"]["remediation"].clone();
+    assert_eq!(rem["totalActions"], 3, "{rem}");
+    assert!(rem.get("inFlight").is_none(), "{rem}");
+    assert_eq!(op.metric("vigil_escalations_total"), Some(1.0));
+    assert_eq!(
+        after.keys().filter(|k| **k != dead && **k != late).count(),
+        0,
+        "only dead nodes are restarted: {after:?}"
+    );
+    // And the other 98 are still watched with fresh verdicts.
+    let v = verdicts(&w);
+    assert_eq!(v.values().filter(|(s, _)| s == "True").count(), 98, "{v:?}");
+    alive(&mut op);
+}
+
+#[test]
+fn a_slow_api_server_crashes_nothing_and_memory_stays_bounded() {
+    let w = World::new("chaos-slow", 100, &[]);
+    let rx = Receiver::start();
+    apply_ok(
+        w.c,
+        &w.ns,
+        "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: heal\nspec:\n  probe: {interval: 1s, timeout: 800ms, failureThreshold: 2, successThreshold: 1}\n  health: {minPeers: 1}\n  remediation: {action: webhook, cooldown: 30s}\n",
+    );
+    let proxy = Proxy::start(api_addr(&w));
+    let mut op = Operator::start_via(w.c, &w.ns, "chaos", &[], proxy.addr);
+    op.wait_ready(T);
+    op.wait_leader(T);
+    // Every chunk each way waits 250 ms: list, watch, status writes and the lease renewal
+    // (every 2 s of a 6 s lease in these tests) all crawl.
+    proxy.set(Mode::Delay(Duration::from_millis(250)));
+    validators(&w, 100, &rx);
+    eventually(
+        Duration::from_secs(180),
+        "100 verdicts through a slow API",
+        || {
+            let v = verdicts(&w);
+            (v.len() == 100 && v.values().all(|(s, _)| s == "True")).then_some(())
+        },
+    );
+    w.sim.fault(7, "die");
+    let dead = w.sim.nodes[7].name.clone();
+    eventually(
+        Duration::from_secs(120),
+        "the dead node restarted once",
+        || (calls(&rx).get(&dead) == Some(&1)).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    alive(&mut op);
+    assert_eq!(
+        calls(&rx).get(&dead),
+        Some(&1),
+        "one restart inside the cooldown"
+    );
+    let peak = peak_rss_mib(&op);
+    assert!(
+        peak < 128.0,
+        "peak RSS {peak:.1} MiB with 100 validators behind a slow API server"
+    );
+}
