@@ -13,6 +13,7 @@ use crate::status::StatusWriter;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::DeserializeGuard;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
@@ -291,7 +292,6 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
     // 10,000 validators they are about a third of the operator's memory.
     let (v_reader, v_writer) = kube::runtime::reflector::store();
     let v_stream = {
-        use kube::runtime::WatchStreamExt;
         watcher(validators_api.clone(), wc.clone())
             .default_backoff()
             .modify(|g| g.managed_fields_mut().clear())
@@ -312,7 +312,11 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
         )
         .with_config(cfg);
     let validators = validator_ctl.store();
-    let policies = policy_ctl.store();
+    // Shards split validators and runs by label; policies are shared, so every shard
+    // reads all of them (the policy controller, which writes a policy's status, still
+    // handles only the policies its selector matches).
+    let all_policies = watcher::Config::default().any_semantic();
+    let (policies, policies_writer) = kube::runtime::reflector::store();
     let runs = run_ctl.store();
 
     // The notice stream and its subscribers: Kubernetes Events and the audit log. They
@@ -390,18 +394,31 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
     // runs that point at it. Its status changes (counts, incidents) do not: with thousands of
     // validators per policy that would re-reconcile all of them on every count change.
     let v_store = validators.clone();
-    let validator_ctl =
-        validator_ctl.watches_stream(spec_changes(policies_api.clone(), wc.clone()), move |p| {
+    // The shared policy cache, fed by its own watch; validators and runs are reconciled
+    // only once it holds the first full list, so that none is judged "policy missing"
+    // while the policies are still being listed.
+    let policy_feed = watcher(policies_api.clone(), all_policies.clone())
+        .default_backoff()
+        .reflect(policies_writer)
+        .take_until(stop.clone())
+        .for_each(|_| futures::future::ready(()));
+    let validator_ctl = validator_ctl.watches_stream(
+        spec_changes(watcher(policies_api.clone(), all_policies.clone()).default_backoff()),
+        move |p| {
             referrers(&v_store, &p, |v: &MonitoredValidator| {
                 Some(v.spec.policy_ref.name.as_str())
             })
-        });
+        },
+    );
     let r_store = runs.clone();
-    let run_ctl = run_ctl.watches_stream(spec_changes(policies_api, wc.clone()), move |p| {
-        referrers(&r_store, &p, |r: &PipelineRun| {
-            r.spec.policy_ref.as_ref().map(|x| x.name.as_str())
-        })
-    });
+    let run_ctl = run_ctl.watches_stream(
+        spec_changes(watcher(policies_api, all_policies).default_backoff()),
+        move |p| {
+            referrers(&r_store, &p, |r: &PipelineRun| {
+                r.spec.policy_ref.as_ref().map(|x| x.name.as_str())
+            })
+        },
+    );
     // A validator changing re-counts its policy.
     let policy_ctl = policy_ctl.watches(validators_api, wc, |v| {
         v.0.as_ref().ok().and_then(|v| {
@@ -421,18 +438,47 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
         });
     }
 
-    let v = validator_ctl
-        .graceful_shutdown_on(stop.clone())
-        .run(controller::validator::reconcile, error_policy, ctx.clone())
-        .for_each(log_result);
+    let policies_listed = {
+        let (policies, stop) = (policies.clone(), stop.clone());
+        async move {
+            tokio::select! {
+                listed = store_ready(&policies) => listed,
+                _ = stop => false,
+            }
+        }
+        .shared()
+    };
+    let v = {
+        let (ctl, listed, stop, ctx) = (
+            validator_ctl,
+            policies_listed.clone(),
+            stop.clone(),
+            ctx.clone(),
+        );
+        async move {
+            if listed.await {
+                ctl.graceful_shutdown_on(stop)
+                    .run(controller::validator::reconcile, error_policy, ctx)
+                    .for_each(log_result)
+                    .await;
+            }
+        }
+    };
     let p = policy_ctl
         .graceful_shutdown_on(stop.clone())
         .run(controller::policy::reconcile, error_policy, ctx.clone())
         .for_each(log_result);
-    let r = run_ctl
-        .graceful_shutdown_on(stop.clone())
-        .run(controller::pipeline::reconcile, error_policy, ctx.clone())
-        .for_each(log_result);
+    let r = {
+        let (ctl, stop, ctx) = (run_ctl, stop.clone(), ctx.clone());
+        async move {
+            if policies_listed.await {
+                ctl.graceful_shutdown_on(stop)
+                    .run(controller::pipeline::reconcile, error_policy, ctx)
+                    .for_each(log_result)
+                    .await;
+            }
+        }
+    };
     let gauge = {
         let (monitor, metrics, stop) = (monitor.clone(), metrics.clone(), stop.clone());
         async move {
@@ -457,6 +503,7 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
         }
     };
     futures::join!(
+        policy_feed,
         v,
         p,
         r,
@@ -500,13 +547,13 @@ where
 /// Objects in `store` (same namespace) whose policy reference names policy `p`.
 /// Policies whose spec changed (new generation), that appeared, or that were deleted.
 fn spec_changes(
-    api: Api<DeserializeGuard<MonitorPolicy>>,
-    wc: watcher::Config,
+    events: impl futures::Stream<
+        Item = Result<watcher::Event<DeserializeGuard<MonitorPolicy>>, watcher::Error>,
+    > + Send,
 ) -> impl futures::Stream<Item = Result<DeserializeGuard<MonitorPolicy>, watcher::Error>> + Send {
-    use kube::runtime::WatchStreamExt;
     let mut seen: std::collections::HashMap<(Option<String>, String), Option<i64>> =
         Default::default();
-    watcher(api, wc).default_backoff().filter_map(move |event| {
+    events.filter_map(move |event| {
         let out = match event {
             Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
                 let key = (p.namespace(), p.name_any());

@@ -6,7 +6,9 @@ mod support;
 use std::time::{Duration, Instant};
 use support::cluster::{self, Cluster};
 use support::operator::Operator;
-use support::{apply_ok, events_for, eventually, get_json, install_crds, wait_condition};
+use support::{
+    apply_ok, condition, events_for, eventually, get_json, install_crds, wait_condition,
+};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -94,28 +96,31 @@ fn reconciles_valid_objects_with_status_and_events() {
         .then_some(())
     });
 
-    // A generation change is reflected in observedGeneration; a no-op reconcile writes nothing.
-    c.kubectl_ok(&[
-        "patch",
-        "-n",
-        &ns,
-        "mv",
-        "alice",
-        "--type=merge",
-        "-p",
-        "{\"spec\":{\"suspend\":true}}",
-    ]);
-    eventually(T, "observedGeneration 2", || {
-        let mv = get_json(c, &ns, "mv", "alice")?;
-        (mv["status"]["observedGeneration"] == 2
-            && mv["status"]["conditions"][0]["observedGeneration"] == 2)
-            .then_some(())
-    });
-    let lt =
-        get_json(c, &ns, "mv", "alice").unwrap()["status"]["conditions"][0]["lastTransitionTime"]
-            .clone();
+    // A generation change is reflected in observedGeneration, and one that changes no
+    // condition leaves lastTransitionTime alone. Suspended first (generation 2), so that no
+    // probe can change a condition in between (the first one may land any moment).
+    let patch = |p: &str| {
+        c.kubectl_ok(&["patch", "-n", &ns, "mv", "alice", "--type=merge", "-p", p]);
+    };
+    let ready_at = |generation: i64| {
+        eventually(T, &format!("observedGeneration {generation}"), || {
+            let mv = get_json(c, &ns, "mv", "alice")?;
+            let ready = condition(&mv, "Ready")?;
+            (mv["status"]["observedGeneration"] == generation
+                && ready["observedGeneration"] == generation)
+                .then_some(ready)
+        })
+    };
+    patch("{\"spec\":{\"suspend\":true}}");
+    let before = ready_at(2);
+    patch("{\"spec\":{\"endpoints\":{\"metrics\":\"http://127.0.0.1:9616/metrics\"}}}");
+    let after = ready_at(3);
     assert_eq!(
-        lt, cond["lastTransitionTime"],
+        (&after["status"], &after["reason"]),
+        (&before["status"], &before["reason"])
+    );
+    assert_eq!(
+        after["lastTransitionTime"], before["lastTransitionTime"],
         "status did not change, so lastTransitionTime must not move"
     );
 }

@@ -117,12 +117,7 @@ impl Operator {
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
-        .args([
-            "--lease-name",
-            &format!("vigil-{namespace}"),
-            "--lease-namespace",
-            namespace,
-        ])
+        .args(["--lease-namespace", namespace])
         .args([
             "--identity",
             identity,
@@ -132,6 +127,11 @@ impl Operator {
             "json",
         ])
         .args(extra)
+        // One lease per namespace, unless the test shards it with leases of its own.
+        .args(match extra.contains(&"--lease-name") {
+            true => vec![],
+            false => vec!["--lease-name".to_string(), format!("vigil-{namespace}")],
+        })
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "info,vigil=debug")
         .stdin(Stdio::null())
