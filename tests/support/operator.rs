@@ -67,7 +67,7 @@ impl Operator {
             server.port()
         ));
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-        Self::launch_with(cluster, namespace, identity, extra, true, path)
+        Self::launch_with(cluster, namespace, identity, extra, true, path, &[])
     }
 
     /// The operator's kubeconfig for `namespace`, made once per namespace.
@@ -85,6 +85,18 @@ impl Operator {
         }
     }
 
+    /// [`Operator::start`] with these environment variables set (e.g. `RUST_LOG`).
+    pub fn start_env(
+        cluster: &Cluster,
+        namespace: &str,
+        identity: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
+        let kubeconfig = Self::kubeconfig(cluster, namespace);
+        Self::launch_with(cluster, namespace, identity, extra, true, kubeconfig, env)
+    }
+
     fn launch(
         cluster: &Cluster,
         namespace: &str,
@@ -93,7 +105,15 @@ impl Operator {
         loopback: bool,
     ) -> Operator {
         let kubeconfig = Self::kubeconfig(cluster, namespace);
-        Self::launch_with(cluster, namespace, identity, extra, loopback, kubeconfig)
+        Self::launch_with(
+            cluster,
+            namespace,
+            identity,
+            extra,
+            loopback,
+            kubeconfig,
+            &[],
+        )
     }
 
     fn launch_with(
@@ -103,6 +123,7 @@ impl Operator {
         extra: &[&str],
         loopback: bool,
         kubeconfig: PathBuf,
+        env: &[(&str, &str)],
     ) -> Operator {
         let port = free_port();
         let dir = std::env::temp_dir().join("vigil-test-logs");
@@ -140,6 +161,7 @@ impl Operator {
         if loopback {
             cmd.arg("--allow-loopback");
         }
+        cmd.envs(env.iter().copied());
         let child = cmd.spawn().expect("start vigil run");
         Operator {
             child,
