@@ -81,9 +81,15 @@ struct RunArgs {
     /// Most reconciles running at once, per kind.
     #[arg(long, env = "VIGIL_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
-    /// Most probes in flight at once.
+    /// Most probes in flight at once. When probes wait for a slot, a freed slot goes to
+    /// the namespace with the fewest probes in flight, so one namespace cannot starve others.
     #[arg(long, env = "VIGIL_PROBE_CONCURRENCY", default_value_t = 512)]
     probe_concurrency: usize,
+    /// MiB of node responses (bodies being read and their decoded form) all probes may
+    /// hold at once; a probe waits for its share, up to its timeout.
+    #[arg(long, env = "VIGIL_PROBE_MEMORY_BUDGET", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(16..=4096))]
+    probe_memory_budget: u64,
     /// Also refresh block heights in status this often when nothing else changed (e.g. 5m);
     /// 0s writes them only together with a change, so a healthy fleet causes no writes.
     #[arg(long, env = "VIGIL_FACTS_REFRESH", default_value = "0s")]
@@ -207,6 +213,8 @@ fn run(args: RunArgs) -> ExitCode {
         own = ?args.pod_ips,
         "egress filter"
     );
+    vigil::probe::budget::configure(args.probe_memory_budget << 20);
+    tracing::info!(mib = args.probe_memory_budget, "probe memory budget");
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

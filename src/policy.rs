@@ -23,8 +23,9 @@ use std::time::Duration;
 pub const MAX_POLICY_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest timeout of a probe, an SSH command or a webhook: 1 hour.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Largest `probe.maxResponseBytes`: 8 MiB.
-pub const MAX_RESPONSE_BYTES: u64 = 8 << 20;
+/// Largest `probe.maxResponseBytes`: 4 MiB, a sixteenth of the default probe memory budget
+/// (a refused batch fans out into six single calls of that size).
+pub const MAX_RESPONSE_BYTES: u64 = 4 << 20;
 
 /// A validated MonitorPolicy.
 #[derive(Clone, Debug, PartialEq)]
@@ -289,7 +290,7 @@ pub fn validate(spec: &MonitorPolicySpec) -> Result<Policy, Problems> {
     }
     if p.max_response_bytes > MAX_RESPONSE_BYTES {
         c.problem(format!(
-            "probe.maxResponseBytes must be at most {MAX_RESPONSE_BYTES} (8 MiB)"
+            "probe.maxResponseBytes must be at most {MAX_RESPONSE_BYTES} (4 MiB)"
         ));
     }
 
@@ -651,8 +652,8 @@ mod tests {
             ),
             (
                 "oversized bodies",
-                |s| s.probe.max_response_bytes = 64 << 20,
-                "probe.maxResponseBytes must be at most 8388608",
+                |s| s.probe.max_response_bytes = 8 << 20,
+                "probe.maxResponseBytes must be at most 4194304",
             ),
             (
                 "zero cooldown and window",

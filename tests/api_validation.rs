@@ -554,15 +554,17 @@ fn huge_durations_are_refused_without_overflow() {
 }
 
 #[test]
-fn response_bodies_are_capped_at_8_mib() {
+fn response_bodies_are_capped_at_4_mib() {
     let (c, ns) = setup("bodies");
-    rejected(
-        c,
-        &ns,
-        &policy("  probe: {maxResponseBytes: 8388609}\n"),
-        "should be less than or equal to 8388608",
-    );
-    apply_ok(c, &ns, &policy("  probe: {maxResponseBytes: 8388608}\n"));
+    for over in ["4194305", "8388608", "67108864"] {
+        rejected(
+            c,
+            &ns,
+            &policy(&format!("  probe: {{maxResponseBytes: {over}}}\n")),
+            "should be less than or equal to 4194304",
+        );
+    }
+    apply_ok(c, &ns, &policy("  probe: {maxResponseBytes: 4194304}\n"));
 }
 
 #[test]

@@ -139,10 +139,11 @@ pub struct ProbeSpec {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 1000))]
     pub success_threshold: u32,
-    /// Largest response body read from a node, in bytes (1 KiB to 8 MiB); longer bodies fail
-    /// the probe.
+    /// Largest response body read from a node, in bytes (1 KiB to 4 MiB); longer bodies fail
+    /// the probe. Every body in flight shares the operator's probe memory budget, so one
+    /// node cannot hold much of it.
     #[serde(default = "one_mib")]
-    #[schemars(range(min = 1024, max = 8388608))]
+    #[schemars(range(min = 1024, max = 4194304))]
     pub max_response_bytes: u64,
 }
 

@@ -76,9 +76,7 @@ pub(super) struct Seen {
 
 impl Monitor {
     pub(super) async fn probe_one(self: Arc<Self>, key: Key, config: Arc<Config>, due: Instant) {
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return;
-        };
+        let _slot = self.permits.acquire(&key.0).await;
         // Deleted validators have no reconcile to tell us; the cache does.
         let in_cache =
             ObjectRef::<DeserializeGuard<MonitoredValidator>>::new(&key.1).within(&key.0);

@@ -17,6 +17,7 @@
 mod config;
 mod duty;
 mod evaluate;
+mod fair;
 mod heal;
 mod incident;
 mod schedule;
@@ -44,7 +45,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 /// A validator, by namespace and name.
@@ -204,7 +205,8 @@ pub struct Monitor {
     prober: Prober,
     state: Mutex<State>,
     wake: Notify,
-    permits: Arc<Semaphore>,
+    /// Probe slots, shared fairly between namespaces.
+    permits: Arc<fair::FairSlots>,
     facts_refresh: Duration,
     validators: Store<DeserializeGuard<MonitoredValidator>>,
     /// Decide and record, never act.
@@ -264,7 +266,7 @@ impl Monitor {
             prober: Prober::new(),
             state: Mutex::new(State::default()),
             wake: Notify::new(),
-            permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            permits: fair::FairSlots::new(options.concurrency),
             facts_refresh: options.facts_refresh,
             validators: parts.validators,
             dry_run: options.dry_run,

@@ -9,6 +9,7 @@ use reqwest::{Response, Url};
 use serde_json::Value;
 
 use super::ProbeError;
+use super::budget::{Budget, Held, ProbeHold};
 
 /// Per-probe context: everything a request needs to stay inside the probe's budget.
 #[derive(Clone, Copy)]
@@ -19,6 +20,10 @@ pub(crate) struct Ctx<'a> {
     /// The configured timeout, reported in [`ProbeError::Timeout`].
     pub timeout: Duration,
     pub max_bytes: u64,
+    /// The process-wide byte budget of responses.
+    pub budget: &'a Budget,
+    /// Budget this probe keeps until it ends (its decoded documents).
+    pub hold: &'a ProbeHold,
 }
 
 impl Ctx<'_> {
@@ -30,6 +35,22 @@ impl Ctx<'_> {
         tokio::time::timeout_at(self.deadline, fut)
             .await
             .unwrap_or(Err(ProbeError::Timeout(self.timeout)))
+    }
+
+    /// Takes `bytes` of the budget for the rest of the probe (waiting at most until the
+    /// deadline).
+    pub async fn reserve(&self, bytes: u64) -> Result<(), ProbeError> {
+        let held = self
+            .bounded(async { Ok(self.budget.take(bytes).await) })
+            .await?;
+        self.hold.keep(held);
+        Ok(())
+    }
+
+    /// Checks a JSON body's shape against the limits and reserves what decoding it costs.
+    pub async fn reserve_json(&self, body: &[u8]) -> Result<(), ProbeError> {
+        let shape = json_shape(body)?;
+        self.reserve(decoded_cost(shape, body.len())).await
     }
 }
 
@@ -134,9 +155,33 @@ pub(crate) async fn send(
         .await
 }
 
+/// A response body and the budget its buffer holds (given back on drop).
+pub(crate) struct Body {
+    bytes: Bytes,
+    _held: Held,
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Most bytes allocated for a body before any of it arrived, whatever Content-Length
+/// claims: a slowloris body that announces 1 MiB holds only what it has sent.
+const INITIAL_BODY_CAPACITY: u64 = 64 * 1024;
+
+/// The capacity a body buffer of capacity `cap` grows to so that `need` bytes fit: doubling
+/// (amortised copies), never past the cap on the body.
+fn grown_capacity(cap: u64, need: u64, max: u64) -> u64 {
+    need.max(cap.saturating_mul(2)).min(max).max(need)
+}
+
 /// Reads a body incrementally, failing as soon as it passes the size cap: a
-/// misconfigured URL (an explorer page, a log stream) must not exhaust our memory.
-pub(crate) async fn read_body(ctx: &Ctx<'_>, mut resp: Response) -> Result<Bytes, ProbeError> {
+/// misconfigured URL (an explorer page, a log stream) must not exhaust our memory. The
+/// buffer's capacity is taken from the byte budget before it is allocated.
+pub(crate) async fn read_body(ctx: &Ctx<'_>, mut resp: Response) -> Result<Body, ProbeError> {
     let max = ctx.max_bytes;
     if resp.content_length().is_some_and(|len| len > max) {
         return Err(ProbeError::TooLarge(max));
@@ -147,18 +192,29 @@ pub(crate) async fn read_body(ctx: &Ctx<'_>, mut resp: Response) -> Result<Bytes
             .content_length()
             .unwrap_or(16 * 1024)
             .min(max)
-            .min(1 << 20);
-        let mut buf = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+            .min(INITIAL_BODY_CAPACITY);
+        let mut held = ctx.budget.take(hint).await;
+        let mut buf = Vec::with_capacity(usize::try_from(held.bytes()).unwrap_or(0));
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
-                    let total = (buf.len() as u64).saturating_add(chunk.len() as u64);
-                    if total > max {
+                    let need = (buf.len() as u64).saturating_add(chunk.len() as u64);
+                    if need > max {
                         return Err(ProbeError::TooLarge(max));
+                    }
+                    if need > buf.capacity() as u64 {
+                        let cap = grown_capacity(buf.capacity() as u64, need, max);
+                        held.merge(ctx.budget.take(cap.saturating_sub(held.bytes())).await);
+                        buf.reserve_exact(usize::try_from(cap).unwrap_or(usize::MAX) - buf.len());
                     }
                     buf.extend_from_slice(&chunk);
                 }
-                Ok(None) => return Ok(Bytes::from(buf)),
+                Ok(None) => {
+                    return Ok(Body {
+                        bytes: Bytes::from(buf),
+                        _held: held,
+                    });
+                }
                 Err(e) if e.is_timeout() => return Err(ProbeError::Timeout(ctx.timeout)),
                 Err(e) => {
                     return Err(ProbeError::Connect(format!(
@@ -172,14 +228,28 @@ pub(crate) async fn read_body(ctx: &Ctx<'_>, mut resp: Response) -> Result<Bytes
     .await
 }
 
+/// A compressed body Vigil did not ask for (it sends no Accept-Encoding and decodes
+/// nothing): refused before reading, so a gzip bomb is never even buffered.
+fn check_encoding(resp: &Response) -> Result<(), ProbeError> {
+    match resp.headers().get(reqwest::header::CONTENT_ENCODING) {
+        None => Ok(()),
+        Some(v) if v.as_bytes().eq_ignore_ascii_case(b"identity") => Ok(()),
+        Some(v) => Err(ProbeError::Malformed(format!(
+            "the node answered with Content-Encoding `{}`, which Vigil did not ask for and does not decode; turn off response compression on the endpoint",
+            crate::text::printable(&String::from_utf8_lossy(v.as_bytes()), 40)
+        ))),
+    }
+}
+
 /// Sends and reads the whole (capped) body, returning the status code with it.
 pub(crate) async fn fetch(
     ctx: &Ctx<'_>,
     req: reqwest::RequestBuilder,
     url: &Url,
-) -> Result<(u16, Bytes), ProbeError> {
+) -> Result<(u16, Body), ProbeError> {
     let resp = send(ctx, req, url).await?;
     let status = resp.status().as_u16();
+    check_encoding(&resp)?;
     let body = read_body(ctx, resp).await?;
     Ok((status, body))
 }
@@ -203,7 +273,87 @@ pub(crate) fn utf8(body: &[u8]) -> Result<&str, ProbeError> {
     })
 }
 
-/// The body as JSON. `what` names the expected content for the error message.
+/// Deepest JSON nesting accepted: real replies nest under 10 levels.
+pub(crate) const MAX_JSON_DEPTH: u32 = 32;
+/// Most JSON values (scalars, strings, keys, arrays, objects) in one document: a CometBFT
+/// `/net_info` of 300 peers has about 30,000.
+pub(crate) const MAX_JSON_VALUES: u64 = 100_000;
+/// What one decoded JSON value costs in memory beyond its text, by estimate (a
+/// `serde_json::Value` is 32 bytes, plus its slot in a growing array or map).
+const JSON_VALUE_COST: u64 = 64;
+
+/// How deep and how large a JSON document is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct JsonShape {
+    pub depth: u32,
+    pub values: u64,
+}
+
+/// Measures a JSON text without decoding it, and refuses it once it is deeper or larger
+/// than the limits: decoding materialises every value, a few bytes of text can cost tens
+/// of bytes each. Lenient: invalid JSON is left to the decoder to report.
+pub(crate) fn json_shape(body: &[u8]) -> Result<JsonShape, ProbeError> {
+    let mut shape = JsonShape::default();
+    let (mut depth, mut in_string, mut escaped, mut in_scalar) = (0u32, false, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        let starts_value = match b {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ProbeError::Malformed(format!(
+                        "the JSON is nested deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+                shape.depth = shape.depth.max(depth);
+                in_scalar = false;
+                true
+            }
+            b'}' | b']' | b',' | b':' | b' ' | b'\t' | b'\r' | b'\n' => {
+                if matches!(b, b'}' | b']') {
+                    depth = depth.saturating_sub(1);
+                }
+                in_scalar = false;
+                false
+            }
+            b'"' => {
+                in_string = true;
+                in_scalar = false;
+                true
+            }
+            _ => !std::mem::replace(&mut in_scalar, true),
+        };
+        if starts_value {
+            shape.values += 1;
+            if shape.values > MAX_JSON_VALUES {
+                return Err(ProbeError::Malformed(format!(
+                    "the JSON has more than {MAX_JSON_VALUES} values; Vigil reads only a node's small status replies"
+                )));
+            }
+        }
+    }
+    Ok(shape)
+}
+
+/// What decoding a JSON text of `len` bytes and `shape` may cost: its values plus a copy
+/// of its strings.
+pub(crate) fn decoded_cost(shape: JsonShape, len: usize) -> u64 {
+    shape
+        .values
+        .saturating_mul(JSON_VALUE_COST)
+        .saturating_add(len as u64)
+}
+
+/// The body as JSON. `what` names the expected content for the error message. Documents
+/// deeper or larger than the limits are refused before they are decoded ([`json_shape`]).
 pub(crate) fn json(body: &[u8], what: &str) -> Result<Value, ProbeError> {
     let text = utf8(body)?;
     if text.trim().is_empty() {
@@ -211,6 +361,7 @@ pub(crate) fn json(body: &[u8], what: &str) -> Result<Value, ProbeError> {
             "empty response body, expected {what}"
         )));
     }
+    json_shape(body)?;
     serde_json::from_str(text).map_err(|e| {
         let hint = match text.trim_start().chars().next() {
             Some('<') => " (looks like HTML: is the URL pointing at the right port/path?)",
@@ -242,6 +393,7 @@ pub(crate) async fn get_json(ctx: &Ctx<'_>, url: &Url, what: &str) -> Result<Val
         .header(reqwest::header::ACCEPT, "application/json");
     let (status, body) = fetch(ctx, req, url).await?;
     require_success(status)?;
+    ctx.reserve_json(&body).await?;
     json(&body, what)
 }
 
@@ -348,7 +500,9 @@ pub(crate) async fn health_check(
         // Only the status matters: skip the body so a large health page cannot fail us.
         return Ok(());
     }
+    check_encoding(&resp)?;
     let body = read_body(ctx, resp).await?;
+    ctx.reserve_json(&body).await?;
     let doc = json(&body, "a JSON health document")?;
     check_expectations(&doc, expect_json)
 }
@@ -428,6 +582,66 @@ mod tests {
             join_path(&parse_url("http://gw/cosmos/rpc").unwrap(), "net_info").as_str(),
             "http://gw/cosmos/rpc/net_info"
         );
+    }
+
+    /// (document, Ok((depth, values)) or the error's words)
+    #[test]
+    fn json_shapes_and_limits() {
+        let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
+        let ok_deep = format!("{}{}", "[".repeat(32), "]".repeat(32));
+        let wide = format!("[{}0]", "0,".repeat(MAX_JSON_VALUES as usize));
+        type Want = Result<(u32, u64), &'static str>;
+        let cases: Vec<(&str, Want)> = vec![
+            ("{}", Ok((1, 1))),
+            (r#"{"a":1,"b":[true,null,"x"]}"#, Ok((2, 8))),
+            (r#"{"s":"[[[[{{{\"]]]"}"#, Ok((1, 3))),
+            ("-12.5e3", Ok((0, 1))),
+            (&ok_deep, Ok((32, 32))),
+            (&deep, Err("nested deeper than 32 levels")),
+            (&wide, Err("more than 100000 values")),
+        ];
+        for (doc, want) in cases {
+            match (json_shape(doc.as_bytes()), want) {
+                (Ok(s), Ok((d, v))) => assert_eq!((s.depth, s.values), (d, v), "{doc}"),
+                (Err(e), Err(words)) => {
+                    assert_eq!(e.class(), "malformed");
+                    assert!(e.to_string().contains(words), "{e}");
+                }
+                (got, want) => panic!("{}: {got:?} != {want:?}", &doc[..doc.len().min(40)]),
+            }
+        }
+        // The decoder refuses the same documents before decoding them.
+        assert!(
+            json(deep.as_bytes(), "x")
+                .unwrap_err()
+                .to_string()
+                .contains("deeper")
+        );
+        assert!(json(ok_deep.as_bytes(), "x").is_ok());
+        assert_eq!(
+            decoded_cost(
+                JsonShape {
+                    depth: 2,
+                    values: 10
+                },
+                100
+            ),
+            10 * JSON_VALUE_COST + 100
+        );
+    }
+
+    /// (capacity, bytes needed, cap) -> new capacity
+    #[test]
+    fn body_buffers_double_up_to_the_cap() {
+        for (cap, need, max, want) in [
+            (0, 10, 1 << 20, 10),
+            (65_536, 65_537, 1 << 20, 131_072),
+            (65_536, 200_000, 1 << 20, 200_000),
+            (786_432, 800_000, 1 << 20, 1 << 20),
+            (1 << 20, 1 << 20, 1 << 20, 1 << 20),
+        ] {
+            assert_eq!(grown_capacity(cap, need, max), want, "{cap} {need} {max}");
+        }
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub(crate) async fn call_batch(
     let req = ctx.client.post(url.clone()).json(&body);
     let (status, bytes) = http::fetch(ctx, req, url).await?;
     if (200..300).contains(&status) {
+        ctx.reserve_json(&bytes).await?;
         if let BatchOutcome::Replies(replies) = decode_batch(&bytes, calls.len())? {
             return Ok(replies);
         }
@@ -84,6 +85,8 @@ pub(crate) async fn call_batch(
 pub(crate) async fn call_one(ctx: &Ctx<'_>, url: &Url, call: &Call) -> Result<Value, ProbeError> {
     let req = ctx.client.post(url.clone()).json(&call.request(1));
     let (status, bytes) = http::fetch(ctx, req, url).await?;
+    // A body too deep or too large is refused by the decoder below as well.
+    let reserved = ctx.reserve_json(&bytes).await;
     if !(200..300).contains(&status) {
         // Some gateways send a proper JSON-RPC error with a 4xx/5xx: it says more.
         return match decode_single(&bytes) {
@@ -91,6 +94,7 @@ pub(crate) async fn call_one(ctx: &Ctx<'_>, url: &Url, call: &Call) -> Result<Va
             _ => Err(ProbeError::Status(status)),
         };
     }
+    reserved?;
     decode_single(&bytes)
 }
 

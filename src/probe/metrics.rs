@@ -163,6 +163,22 @@ fn as_count(v: f64) -> Option<u64> {
     }
 }
 
+/// Why a block-height sample's value is not a height (NaN, negative, infinite or past
+/// `u64`): said plainly, so the series is not reported as missing.
+fn not_a_height(s: &Sample) -> String {
+    let what = if s.value.is_nan() {
+        "NaN".to_string()
+    } else if s.value < 0.0 {
+        "negative".to_string()
+    } else {
+        "too large".to_string()
+    };
+    format!(
+        "`{}` is {what}, not a block height",
+        crate::text::printable(&s.name, 100)
+    )
+}
+
 /// Extracts the facts a family's metrics carry. Absent series leave fields `None`.
 pub(crate) fn facts(samples: &[Sample], family: &Family, prefix: Option<&str>) -> Observation {
     let value =
@@ -183,10 +199,12 @@ pub(crate) fn facts(samples: &[Sample], family: &Family, prefix: Option<&str>) -
             .filter(|s| !s.value.is_nan())
             .map(|s| s.value != 0.0),
         version,
+        // A label value is the node's text: cut to printable 200 characters like any.
         network: family
             .network_label
             .and_then(|k| best_sample.and_then(|s| s.label(k)))
-            .map(str::to_owned),
+            .map(|v| crate::text::printable(v, 200))
+            .filter(|v| !v.is_empty()),
         authored: value(family.authored),
         // Substrate's roles bitmask: 1 full, 2 light, 4 authority.
         authority: value(family.roles).map(|r| r & 4 != 0),
@@ -197,6 +215,52 @@ pub(crate) fn facts(samples: &[Sample], family: &Family, prefix: Option<&str>) -
                 .then(|| (addr.to_ascii_uppercase(), height))
         }),
         ..Observation::default()
+    }
+}
+
+/// What one scrape may hold: 15 times the samples of the largest real exposition seen
+/// (3,400 lines), and far more of the series Vigil reads than any node has.
+pub(crate) const SCRAPE_LIMITS: prom::Limits = prom::Limits {
+    max_lines: 50_000,
+    max_kept: 1_000,
+};
+/// A kept sample's memory beyond its text, by estimate.
+const SAMPLE_COST: u64 = 128;
+
+/// Whether a metric name can matter to `family`: it ends with one of the base names the
+/// family reads. Everything else in a scrape is parsed and dropped at once.
+fn relevant(name: &str, family: &Family) -> bool {
+    [
+        family.best,
+        family.finalized,
+        family.target,
+        family.peers,
+        family.syncing,
+        family.authored,
+        family.roles,
+        family.last_signed,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|lk| lk.base)
+    .chain(family.version.map(|(base, _)| base))
+    .any(|base| name.ends_with(base))
+}
+
+/// The samples of an exposition that `family` reads, within [`SCRAPE_LIMITS`]. An
+/// exposition without a single valid sample is not one.
+pub(crate) fn samples_for(text: &str, family: &Family) -> Result<Vec<Sample>, ProbeError> {
+    match prom::parse_limited(text, SCRAPE_LIMITS, |name| relevant(name, family)) {
+        Ok(p) if p.lines == p.skipped => Err(ProbeError::Malformed(
+            "the metrics endpoint returned no Prometheus samples".into(),
+        )),
+        Ok(p) => Ok(p.samples),
+        Err(prom::Overflow::Lines(n)) => Err(ProbeError::Malformed(format!(
+            "the metrics endpoint returned more than {n} samples; Vigil reads at most that many from a node's own metrics"
+        ))),
+        Err(prom::Overflow::Kept(n)) => Err(ProbeError::Malformed(format!(
+            "the metrics endpoint returned more than {n} samples of the block height, peer and version series Vigil reads"
+        ))),
     }
 }
 
@@ -215,13 +279,16 @@ pub(crate) async fn scrape(
     let (status, body) = http::fetch(ctx, req, url).await?;
     http::require_success(status)?;
     let text = http::utf8(&body)?;
-    let samples = prom::parse(text);
-    if samples.is_empty() {
-        return Err(ProbeError::Malformed(
-            "the metrics endpoint returned no Prometheus samples".into(),
-        ));
-    }
+    // The kept samples copy at most the body's text, plus their own overhead.
+    ctx.reserve(body.len() as u64 + (SCRAPE_LIMITS.max_kept as u64) * SAMPLE_COST)
+        .await?;
+    let samples = samples_for(text, family)?;
     let obs = facts(&samples, family, prefix);
+    if obs.best_block.is_none()
+        && let Some(s) = find(&samples, family, prefix, family.best)
+    {
+        return Err(ProbeError::Malformed(not_a_height(s)));
+    }
     if obs.best_block.is_none() {
         let hint = match prefix {
             Some(p) => format!("with the configured prefix `{p}`"),
@@ -242,6 +309,95 @@ pub(crate) async fn scrape(
 mod tests {
     use super::*;
     use crate::probe::test_support::fixture_text;
+
+    /// (exposition, family, outcome: Ok(kept sample names) or the error's words)
+    #[test]
+    fn scrape_limits() {
+        let flood = "x 1\n".repeat(SCRAPE_LIMITS.max_lines + 1);
+        let heights =
+            "substrate_block_height{status=\"best\"} 1\n".repeat(SCRAPE_LIMITS.max_kept + 1);
+        let many_labels = format!(
+            "substrate_block_height{{status=\"best\",{}}} 7\nsubstrate_block_height{{status=\"best\"}} 8\n",
+            (0..40)
+                .map(|i| format!("l{i}=\"v\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        type Want = Result<Vec<&'static str>, &'static str>;
+        let cases: Vec<(&str, &Family, Want)> = vec![
+            (&flood, &SUBSTRATE, Err("more than 50000 samples")),
+            (
+                &heights,
+                &SUBSTRATE,
+                Err("more than 1000 samples of the block height"),
+            ),
+            (
+                "polkadot_block_height{status=\"best\"} 5\nprocess_cpu_seconds_total 3\nsubstrate_build_info{version=\"1\"} 1\n",
+                &SUBSTRATE,
+                Ok(vec!["polkadot_block_height", "substrate_build_info"]),
+            ),
+            (&many_labels, &SUBSTRATE, Ok(vec!["substrate_block_height"])),
+            (
+                "<html>not metrics</html>\n",
+                &COSMOS,
+                Err("no Prometheus samples"),
+            ),
+            ("go_goroutines 12\n", &COSMOS, Ok(vec![])),
+        ];
+        for (text, family, want) in cases {
+            let got = samples_for(text, family);
+            match (got, want) {
+                (Ok(s), Ok(names)) => assert_eq!(
+                    s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+                    names,
+                    "{}",
+                    &text[..text.len().min(80)]
+                ),
+                (Err(e), Err(words)) => {
+                    assert_eq!(e.class(), "malformed");
+                    assert!(e.to_string().contains(words), "{e}");
+                }
+                (got, want) => panic!("{got:?} != {want:?}"),
+            }
+        }
+        // The sample with 40 labels is skipped, the one after it kept.
+        let s = samples_for(&many_labels, &SUBSTRATE).unwrap();
+        assert_eq!(s[0].value, 8.0);
+    }
+
+    /// (best-height value, message)
+    #[test]
+    fn heights_that_are_not_heights_say_so() {
+        for (v, words) in [
+            ("NaN", "is NaN"),
+            ("-5", "is negative"),
+            ("1e30", "is too large"),
+            ("+Inf", "is too large"),
+        ] {
+            let s = prom::parse(&format!("polkadot_block_height{{status=\"best\"}} {v}\n"));
+            assert_eq!(facts(&s, &SUBSTRATE, None).best_block, None, "{v}");
+            let msg = not_a_height(&s[0]);
+            assert!(msg.contains(words), "{v}: {msg}");
+            assert!(msg.contains("not a block height"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn network_labels_are_cut_to_printable_text() {
+        let long = "c".repeat(5000);
+        let s = prom::parse(&format!(
+            "cometbft_consensus_latest_block_height{{chain_id=\"{long}\\n\"}} 9\n"
+        ));
+        let o = facts(&s, &COSMOS, None);
+        assert_eq!(o.best_block, Some(9));
+        let net = o.network.unwrap();
+        assert!(
+            net.chars().count() <= 201,
+            "200 and the ellipsis: {}",
+            net.len()
+        );
+        assert!(!net.contains('\n'));
+    }
 
     fn from_fixture(name: &str, family: &Family, prefix: Option<&str>) -> Observation {
         facts(&prom::parse(&fixture_text(name)), family, prefix)

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub mod budget;
 mod cosmos;
 mod ethereum;
 mod http;
@@ -36,6 +37,7 @@ mod tcp;
 #[cfg(test)]
 pub(crate) mod test_support;
 
+pub use budget::Budget;
 pub use http::{json_matches, json_path, parse_url};
 pub use reqwest::Url;
 
@@ -344,6 +346,8 @@ pub struct Prober {
     /// client (buffers, dispatch channel), 300 MiB for 10,000 nodes, while a new
     /// connection to an address costs only a TCP handshake.
     ephemeral: reqwest::Client,
+    /// Bytes of response bodies and decoded replies all probes may hold at once.
+    budget: Budget,
 }
 
 /// How long an `ephemeral` connection stays open unused: long enough for the next request
@@ -390,6 +394,7 @@ impl Prober {
             // Longer than a poll interval, so that connections get reused.
             client: build(Duration::from_secs(90))?,
             ephemeral: build(EPHEMERAL_IDLE)?,
+            budget: budget::process(),
         })
     }
 
@@ -398,7 +403,19 @@ impl Prober {
         Prober {
             ephemeral: client.clone(),
             client,
+            budget: budget::process(),
         }
+    }
+
+    /// This prober with its own byte budget instead of the process's.
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The byte budget of this prober's probes.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// Probes `target` within `options`. Never panics on anything a node sends.
@@ -411,6 +428,7 @@ impl Prober {
         let started = Instant::now();
         let timeout = options.timeout.min(MAX_TIMEOUT);
         let now = tokio::time::Instant::now();
+        let hold = budget::ProbeHold::default();
         let ctx = Ctx {
             client: if reconnect_is_cheap(target) {
                 &self.ephemeral
@@ -420,6 +438,8 @@ impl Prober {
             deadline: now + timeout,
             timeout,
             max_bytes: options.max_response_bytes,
+            budget: &self.budget,
+            hold: &hold,
         };
         // Every request is bounded by the deadline already; this outer bound is a safety
         // net so a probe can never outlive its budget by more than the grace.

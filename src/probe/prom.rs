@@ -56,6 +56,75 @@ pub fn parse_counting(text: &str) -> (Vec<Sample>, usize) {
     (samples, skipped)
 }
 
+/// Most labels a sample may carry; a line with more is skipped as invalid (real nodes use
+/// at most 5).
+pub const MAX_LABELS: usize = 32;
+
+/// What one scrape may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most sample lines (valid or not) in the exposition.
+    pub max_lines: usize,
+    /// Most samples kept.
+    pub max_kept: usize,
+}
+
+/// Why [`parse_limited`] refused an exposition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// More sample lines than [`Limits::max_lines`].
+    Lines(usize),
+    /// More kept samples than [`Limits::max_kept`].
+    Kept(usize),
+}
+
+/// What [`parse_limited`] read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Parsed {
+    /// The samples kept.
+    pub samples: Vec<Sample>,
+    /// Sample lines, valid or not.
+    pub lines: usize,
+    /// Lines that are not valid samples.
+    pub skipped: usize,
+}
+
+/// Like [`parse_counting`], keeping only the samples whose name `keep` accepts, and
+/// refusing an exposition past `limits` as soon as it passes them: a flood of samples
+/// must not be materialised.
+pub fn parse_limited(
+    text: &str,
+    limits: Limits,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Parsed, Overflow> {
+    let (mut samples, mut skipped, mut lines) = (Vec::new(), 0usize, 0usize);
+    for raw in text.split('\n') {
+        let line = raw.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r');
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        lines += 1;
+        if lines > limits.max_lines {
+            return Err(Overflow::Lines(limits.max_lines));
+        }
+        match parse_line(line) {
+            Some(s) if keep(&s.name) => {
+                if samples.len() == limits.max_kept {
+                    return Err(Overflow::Kept(limits.max_kept));
+                }
+                samples.push(s);
+            }
+            Some(_) => {}
+            None => skipped += 1,
+        }
+    }
+    Ok(Parsed {
+        samples,
+        lines,
+        skipped,
+    })
+}
+
 /// Parses one non-comment, trimmed line.
 fn parse_line(line: &str) -> Option<Sample> {
     let mut cur = Cursor { s: line, pos: 0 };
@@ -71,6 +140,9 @@ fn parse_line(line: &str) -> Option<Sample> {
         had_labels = true;
         cur.bump();
         loop {
+            if labels.len() >= MAX_LABELS {
+                return None;
+            }
             cur.skip_ws();
             match cur.peek()? {
                 '}' => {
