@@ -27,7 +27,10 @@ pub(crate) fn facts_from_status(doc: &Value) -> Result<Observation, ProbeError> 
         .pointer("/sync_info/latest_block_height")
         .and_then(any_u64)
         .ok_or_else(|| {
-            ProbeError::Malformed("/status has no sync_info.latest_block_height".into())
+            http::not_a_height(
+                "sync_info.latest_block_height of /status",
+                r.pointer("/sync_info/latest_block_height"),
+            )
         })?;
     let text = |ptr: &str| {
         r.pointer(ptr)

@@ -48,9 +48,8 @@ pub(crate) fn facts_from_replies(
     }
 
     let head = match number {
-        Ok(v) => jsonrpc::hex_u64(&v).ok_or_else(|| {
-            ProbeError::Malformed("eth_blockNumber reply is not a hex quantity".into())
-        }),
+        Ok(v) => jsonrpc::hex_u64(&v)
+            .ok_or_else(|| super::http::not_a_height("the eth_blockNumber reply", Some(&v))),
         Err(e) => Err(e),
     };
     match (head, sync_current) {

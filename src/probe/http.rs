@@ -427,6 +427,49 @@ pub fn json_matches(actual: &Value, expected: &Value) -> bool {
     }
 }
 
+/// Why a reply's block height is unusable, without repeating what the node sent: missing,
+/// negative, too large for 64 bits, or not a number at all (`"NaN"`, `1.5`, an object).
+pub(crate) fn height_problem(v: Option<&Value>) -> &'static str {
+    let digits_fit = |d: &str, radix: u32| u64::from_str_radix(d, radix).is_ok();
+    match v {
+        None | Some(Value::Null) => "is missing",
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|i| i < 0) => "is negative",
+        Some(Value::Number(n)) if n.as_u64().is_some() => {
+            "is not written the way the protocol writes heights"
+        }
+        Some(Value::Number(n)) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f > 0.0) => {
+            "is too large for 64 bits"
+        }
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            let (negative, s) = match s.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, s),
+            };
+            let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                Some(hex) => (hex, 16),
+                None => (s, 10),
+            };
+            let numeric = !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+            match (numeric, negative) {
+                (false, _) => "is not a number",
+                (true, true) => "is negative",
+                (true, false) if !digits_fit(digits, radix) => "is too large for 64 bits",
+                (true, false) => "is not written the way the protocol writes heights",
+            }
+        }
+        Some(_) => "is not a number",
+    }
+}
+
+/// A reply's unusable block height as a probe error: `what` names the field.
+pub(crate) fn not_a_height(what: &str, v: Option<&Value>) -> ProbeError {
+    ProbeError::Malformed(match height_problem(v) {
+        "is missing" => format!("{what} is missing"),
+        problem => format!("{what} {problem}, not a block height"),
+    })
+}
+
 /// Short, single-line rendering of a JSON value for messages.
 pub(crate) fn short_json(v: &Value) -> String {
     let s = v.to_string();
@@ -627,6 +670,49 @@ mod tests {
                 100
             ),
             10 * JSON_VALUE_COST + 100
+        );
+    }
+
+    /// (height as sent, what the message says)
+    #[test]
+    fn heights_that_are_not_heights() {
+        let cases = [
+            (None, "is missing"),
+            (Some(json!(null)), "is missing"),
+            (Some(json!(-5)), "is negative"),
+            (Some(json!("-5")), "is negative"),
+            (Some(json!("-0x5")), "is negative"),
+            (Some(json!("NaN")), "is not a number"),
+            (Some(json!("")), "is not a number"),
+            (Some(json!(1.5)), "is not a number"),
+            (Some(json!({"n": 1})), "is not a number"),
+            (Some(json!(1e30)), "is too large for 64 bits"),
+            (
+                Some(json!("99999999999999999999999")),
+                "is too large for 64 bits",
+            ),
+            (
+                Some(json!("0x1ffffffffffffffffffff")),
+                "is too large for 64 bits",
+            ),
+            (
+                Some(json!("123")),
+                "is not written the way the protocol writes heights",
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(height_problem(v.as_ref()), want, "{v:?}");
+        }
+        let e = not_a_height("`number`", Some(&json!("NaN")));
+        assert_eq!(e.class(), "malformed");
+        assert_eq!(
+            e.to_string(),
+            "unexpected response: `number` is not a number, not a block height"
+        );
+        assert!(
+            not_a_height("`number`", None)
+                .to_string()
+                .ends_with("`number` is missing")
         );
     }
 

@@ -67,8 +67,9 @@ pub(crate) fn facts_from_replies(
                 obs.best_block = Some(n);
                 None
             }
-            None => Some(ProbeError::Malformed(
-                "chain_getHeader reply has no hex block `number`".into(),
+            None => Some(super::http::not_a_height(
+                "the block `number` of the chain_getHeader reply",
+                v.get("number"),
             )),
         },
         Err(e) => Some(e),
@@ -119,7 +120,10 @@ pub(crate) async fn rpc(ctx: &Ctx<'_>, url: &Url) -> Result<Observation, ProbeEr
         match jsonrpc::call_one(ctx, url, &call).await {
             Ok(v) => match v.get("number").and_then(jsonrpc::hex_u64) {
                 Some(n) => obs.finalized_block = Some(n),
-                None => obs.warn("chain_getHeader(finalized): reply has no hex block `number`"),
+                None => obs.warn(format!(
+                    "chain_getHeader(finalized): {}",
+                    super::http::not_a_height("the block `number`", v.get("number"))
+                )),
             },
             Err(e) => obs.warn(format!("chain_getHeader(finalized): {e}")),
         }
