@@ -87,7 +87,7 @@ struct RunArgs {
     probe_concurrency: usize,
     /// MiB of node responses (bodies being read and their decoded form) all probes may
     /// hold at once; a probe waits for its share, up to its timeout.
-    #[arg(long, env = "VIGIL_PROBE_MEMORY_BUDGET", default_value_t = 64,
+    #[arg(long, env = "VIGIL_PROBE_MEMORY_BUDGET", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(16..=4096))]
     probe_memory_budget: u64,
     /// Also refresh block heights in status this often when nothing else changed (e.g. 5m);

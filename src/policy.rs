@@ -23,7 +23,7 @@ use std::time::Duration;
 pub const MAX_POLICY_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest timeout of a probe, an SSH command or a webhook: 1 hour.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Largest `probe.maxResponseBytes`: 4 MiB, a sixteenth of the default probe memory budget
+/// Largest `probe.maxResponseBytes`: 4 MiB, an eighth of the default probe memory budget
 /// (a refused batch fans out into six single calls of that size).
 pub const MAX_RESPONSE_BYTES: u64 = 4 << 20;
 

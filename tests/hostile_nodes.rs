@@ -1,8 +1,13 @@
-//! A table of hostile node responses (issue 13 item 6), each served on loopback by a raw
-//! TCP server and probed through the library's `Prober` for every probe kind it applies to.
-//! Each must give the error class and message a person would read, never a panic, and
-//! bounded memory: the server counts what it managed to send (a probe stops reading at the
-//! body cap), and the probe memory budget is whole again after every probe.
+//! Hostile nodes. A table of hostile responses (issue 13 item 6), each served on loopback by
+//! a raw TCP server and probed through the library's `Prober` for every probe kind it
+//! applies to: each must give the error class and message a person would read, never a
+//! panic, and bounded memory (the server counts what it managed to send, since a probe
+//! stops reading at the body cap, and the probe memory budget is whole again after every
+//! probe). And one namespace of 20 hostile validators against a running operator under a
+//! 256 MiB memory limit (issue 13 item 2): it stays up, and 100 honest validators in
+//! another namespace keep fresh verdicts.
+
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +24,9 @@ const CAP: u64 = 1 << 20;
 #[derive(Clone)]
 enum Answer {
     /// A whole response: status line and headers, then the body.
-    Fixed(String, Vec<u8>),
+    Fixed(String, Arc<Vec<u8>>),
+    /// JSON-RPC batches refused (405), single calls answered with this body.
+    RefuseBatch(Arc<Vec<u8>>),
     /// JSON-RPC replies (batch or single) whose `result` comes from the method name; a
     /// GET (CometBFT) gets `{"result": get}`.
     Rpc(fn(&str) -> Value, Value),
@@ -95,8 +102,29 @@ async fn answer_one(mut conn: TcpStream, answer: Answer, sent: Arc<AtomicU64>) {
     while let Some((head, body)) = read_request(&mut conn).await {
         match &answer {
             Answer::Fixed(h, b) => {
-                let msg = [h.as_bytes(), b"\r\n\r\n", b].concat();
-                if !send(&mut conn, &msg, &sent).await {
+                if !send(&mut conn, format!("{h}\r\n\r\n").as_bytes(), &sent).await
+                    || !send(&mut conn, b, &sent).await
+                {
+                    return;
+                }
+            }
+            Answer::RefuseBatch(single) => {
+                let ok = if body.trim_ascii_start().starts_with(b"[") {
+                    send(
+                        &mut conn,
+                        b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n",
+                        &sent,
+                    )
+                    .await
+                } else {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        single.len()
+                    );
+                    send(&mut conn, head.as_bytes(), &sent).await
+                        && send(&mut conn, single, &sent).await
+                };
+                if !ok {
                     return;
                 }
             }
@@ -209,7 +237,10 @@ fn target(via: Via, url: &str) -> ProbeTarget {
 
 fn fixed(head: &str, body: impl Into<Vec<u8>>) -> Answer {
     let body = body.into();
-    Answer::Fixed(format!("{head}\r\nContent-Length: {}", body.len()), body)
+    Answer::Fixed(
+        format!("{head}\r\nContent-Length: {}", body.len()),
+        Arc::new(body),
+    )
 }
 
 fn json_200(body: impl Into<Vec<u8>>) -> Answer {
@@ -476,4 +507,317 @@ async fn every_hostile_answer_gets_a_clear_status_and_bounded_memory() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// 20 hostile validators against a running operator under a memory limit.
+
+use support::operator::Operator;
+use support::{apply_ok, condition, eventually};
+
+/// The operator's memory limit, as in the chart.
+const LIMIT_MIB: u64 = 256;
+
+/// A memory cgroup the operator runs in: cgroup v2 when its memory controller is writable
+/// here, else v1's; `None` when neither is (then only the sampled peak RSS bounds it).
+struct MemCgroup {
+    dir: std::path::PathBuf,
+    v2: bool,
+}
+
+impl MemCgroup {
+    fn create(name: &str, bytes: u64) -> Option<MemCgroup> {
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        let v2 = std::fs::read_to_string(root.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "memory"));
+        let (dir, file) = if v2 {
+            (root.join(name), "memory.max")
+        } else {
+            (root.join("memory").join(name), "memory.limit_in_bytes")
+        };
+        std::fs::create_dir_all(&dir).ok()?;
+        let cg = MemCgroup { dir, v2 };
+        std::fs::write(cg.dir.join(file), bytes.to_string()).ok()?;
+        Some(cg)
+    }
+
+    /// Peak memory charged to the cgroup (page cache of the log file included).
+    fn peak_mib(&self) -> Option<f64> {
+        let file = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        let text = std::fs::read_to_string(self.dir.join(file)).ok()?;
+        Some(text.trim().parse::<f64>().ok()? / 1048576.0)
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A field of the process's /proc status in MiB (`VmHWM:`, `RssAnon:`).
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+}
+
+/// Samples the process's anonymous memory (heap and stacks; its binary's mapped pages,
+/// which the kernel can drop, are not in it) every 50 ms; the peak, in MiB.
+fn sample_anon(pid: u32, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<f64> {
+    std::thread::spawn(move || {
+        let mut peak = 0f64;
+        while !stop.load(Ordering::Relaxed) {
+            match status_mib(pid, "RssAnon:") {
+                Some(m) => peak = peak.max(m),
+                None => break,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        peak
+    })
+}
+
+fn alive(op: &mut Operator, cg: &Option<MemCgroup>) {
+    if let Ok(Some(status)) = op.child.try_wait() {
+        let peak = cg.as_ref().and_then(MemCgroup::peak_mib);
+        let log = op.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "the operator exited ({status}; cgroup peak {peak:?} MiB); log tail, newest first:\n{}",
+            tail.join("\n")
+        );
+    }
+}
+
+type Verdict = (String, String, Option<jiff::Timestamp>);
+
+/// Name, Ready status and last probe time of every validator of `ns`.
+fn verdicts(c: &support::cluster::Cluster, ns: &str) -> Vec<Verdict> {
+    let list = c.kubectl_json(&["get", "mv", "-n", ns, "-o", "json"]);
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|mv| {
+            (
+                mv["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                condition(mv, "Ready")
+                    .and_then(|r| r["status"].as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                mv["status"]["lastProbe"]["time"]
+                    .as_str()
+                    .and_then(|t| t.parse().ok()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn twenty_hostile_validators_do_not_starve_or_sink_the_operator() {
+    let c = support::cluster::shared();
+    support::install_crds(c);
+    let run = format!("hostile-{}", std::process::id());
+    let label = format!("vigil-test/run: {run}");
+    let (bad, good) = (c.namespace("hostile"), c.namespace("honest"));
+
+    // The hostile servers, on a runtime of their own.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let big = 4 << 20;
+    let wide = {
+        let mut b = br#"{"jsonrpc":"2.0","id":1,"result":["#.to_vec();
+        while b.len() < big - 16 {
+            b.extend_from_slice(b"0,");
+        }
+        b.extend_from_slice(b"0]}");
+        b
+    };
+    let single = {
+        let mut b = br#"{"jsonrpc":"2.0","id":1,"result":""#.to_vec();
+        b.resize(big - 16, b'x');
+        b.extend_from_slice(b"\"}");
+        Arc::new(b)
+    };
+    let answers = [
+        ("flood", Answer::Endless("polkadot_x 1\n", big as u64)),
+        ("array", json_200(wide)),
+        ("singles", Answer::RefuseBatch(single)),
+        ("slowloris", Answer::SlowBody),
+    ];
+    let servers: Vec<(String, Server)> = (0..20)
+        .map(|i| {
+            let (mode, answer) = &answers[i % answers.len()];
+            (format!("{mode}-{i}"), rt.block_on(serve(answer.clone())))
+        })
+        .collect();
+
+    // The hostile tenant asks for the largest bodies and the shortest interval it may.
+    apply_ok(
+        c,
+        &bad,
+        &format!(
+            "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: p\n  labels: {{{label}}}\nspec:\n  probe: {{interval: 1s, timeout: 900ms, maxResponseBytes: 4194304}}\n  remediation: {{action: none}}\n"
+        ),
+    );
+    let docs: Vec<String> = servers
+        .iter()
+        .map(|(name, s)| {
+            format!(
+                "apiVersion: vigil.dev/v1alpha1\nkind: MonitoredValidator\nmetadata:\n  name: {name}\n  labels: {{{label}}}\nspec:\n  chain: substrate\n  endpoints: {{rpc: '{u}', metrics: '{u}/metrics'}}\n  policyRef: {{name: p}}\n",
+                u = s.url
+            )
+        })
+        .collect();
+    apply_ok(c, &bad, &docs.join("---\n"));
+
+    let sim = support::simulator::Simulator::start(&["--nodes", "100", "--block-time", "1s"]);
+    apply_ok(
+        c,
+        &good,
+        &format!(
+            "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: p\n  labels: {{{label}}}\nspec:\n  probe: {{interval: 2s, timeout: 1s, failureThreshold: 2}}\n  remediation: {{action: none}}\n"
+        ),
+    );
+    let docs: Vec<String> = (0..100)
+        .map(|i| {
+            sim.validator_yaml(i, "p")
+                .replace("\nspec:", &format!("\n  labels: {{{label}}}\nspec:"))
+        })
+        .collect();
+    apply_ok(c, &good, &docs.join("---\n"));
+
+    // The operator: all namespaces, this run's label, the admin's rights (namespace-mode
+    // rights cover one namespace), inside the memory limit.
+    let cg = MemCgroup::create(&format!("vigil-{run}"), LIMIT_MIB << 20);
+    eprintln!(
+        "memory limit: {}",
+        cg.as_ref()
+            .map_or("none could be set; peak RSS sampled".into(), |g| format!(
+                "{LIMIT_MIB} MiB in {}",
+                g.dir.display()
+            ))
+    );
+    let port = free_port();
+    let log = std::env::temp_dir()
+        .join("vigil-test-logs")
+        .join(format!("{run}-operator.log"));
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(&log).unwrap();
+    let procs = cg
+        .as_ref()
+        .map(|g| g.dir.join("cgroup.procs"))
+        .unwrap_or_default();
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        // Joins the cgroup before exec, so that nothing of the operator runs outside it.
+        .arg(r#"if [ -n "$CGROUP_PROCS" ]; then echo $$ > "$CGROUP_PROCS" || exit 97; fi; exec "$@""#)
+        .arg("vigil")
+        .arg(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--selector", &format!("vigil-test/run={run}")])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--lease-namespace", &good, "--lease-name", &run])
+        .args(["--identity", &run, "--lease-duration", "6"])
+        .args(["--log-format", "json", "--facts-refresh", "3s", "--allow-loopback"])
+        .env("CGROUP_PROCS", &procs)
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let mut op = Operator {
+        child,
+        port,
+        log,
+        identity: run.clone(),
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let anon = sample_anon(op.child.id(), stop.clone());
+    let t = Duration::from_secs(120);
+    op.wait_ready(t);
+    op.wait_leader(t);
+
+    eventually(t, "100 honest validators Ready=True", || {
+        let v = verdicts(c, &good);
+        (v.len() == 100 && v.iter().all(|(_, r, _)| r == "True")).then_some(())
+    });
+    // Not Ready: False (timeouts) or Unknown (answers that cannot be read).
+    eventually(t, "every hostile validator judged not Ready", || {
+        let v = verdicts(c, &bad);
+        (v.len() == 20 && v.iter().all(|(_, r, _)| r == "False" || r == "Unknown")).then_some(())
+    });
+    // Three rounds under hostile load: every honest verdict is refreshed in each.
+    for round in 0..3 {
+        alive(&mut op, &cg);
+        let since = jiff::Timestamp::now();
+        eventually(
+            Duration::from_secs(30),
+            &format!("round {round}: 100 fresh honest verdicts"),
+            || {
+                let fresh = verdicts(c, &good)
+                    .iter()
+                    .filter(|(_, r, t)| r == "True" && t.is_some_and(|t| t > since))
+                    .count();
+                (fresh == 100).then_some(())
+            },
+        );
+    }
+    // A real change among the honest is still seen quickly.
+    sim.fault(0, "die");
+    let dead = sim.nodes[0].name.clone();
+    eventually(
+        Duration::from_secs(30),
+        "the dead honest node Ready=False",
+        || {
+            verdicts(c, &good)
+                .iter()
+                .any(|(n, r, _)| *n == dead && r == "False")
+                .then_some(())
+        },
+    );
+    alive(&mut op, &cg);
+
+    let rss = status_mib(op.child.id(), "VmHWM:").expect("VmHWM");
+    stop.store(true, Ordering::Relaxed);
+    let anon = anon.join().unwrap();
+    let charged = cg.as_ref().and_then(MemCgroup::peak_mib);
+    let sent: u64 = servers
+        .iter()
+        .map(|(_, s)| s.sent.load(Ordering::Relaxed))
+        .sum();
+    eprintln!(
+        "peak anonymous memory {anon:.1} MiB (sampled every 50 ms), peak RSS {rss:.1} MiB (with the binary's mapped pages), cgroup peak {charged:?} MiB (with page cache), hostile servers sent {} MiB",
+        sent >> 20
+    );
+    assert!(
+        anon < LIMIT_MIB as f64,
+        "peak anonymous memory {anon:.1} MiB under 20 hostile validators"
+    );
+    drop(op);
+    drop(cg);
+    drop(rt);
 }

@@ -343,13 +343,13 @@ pub(crate) fn json_shape(body: &[u8]) -> Result<JsonShape, ProbeError> {
     Ok(shape)
 }
 
-/// What decoding a JSON text of `len` bytes and `shape` may cost: its values plus a copy
-/// of its strings.
+/// What decoding a JSON text of `len` bytes and `shape` may cost: its values plus two
+/// copies of its strings (the document, and the `result` taken out of its envelope).
 pub(crate) fn decoded_cost(shape: JsonShape, len: usize) -> u64 {
     shape
         .values
         .saturating_mul(JSON_VALUE_COST)
-        .saturating_add(len as u64)
+        .saturating_add((len as u64).saturating_mul(2))
 }
 
 /// The body as JSON. `what` names the expected content for the error message. Documents
@@ -669,7 +669,7 @@ mod tests {
                 },
                 100
             ),
-            10 * JSON_VALUE_COST + 100
+            10 * JSON_VALUE_COST + 200
         );
     }
 
