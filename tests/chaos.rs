@@ -135,8 +135,9 @@ fn an_api_server_outage_repeats_no_remediation_and_loses_no_escalation() {
     let probes_during = op
         .metric("vigil_probes_total{chain=\"substrate\",result=\"ok\"}")
         .unwrap_or(0.0);
+    // 98 live nodes at one probe a second for 30 s; half of that on a loaded machine.
     assert!(
-        probes_during >= probes_before + 98.0 * 20.0,
+        probes_during >= probes_before + 98.0 * 15.0,
         "probes stalled during the outage: {probes_before} -> {probes_during}"
     );
     // Nothing is acted on that could not be recorded first: node 1 got no restart, and
