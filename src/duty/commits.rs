@@ -53,7 +53,8 @@ struct RpcError {
 fn unwrap<T>(r: Rpc<T>, what: &'static str) -> Result<T, DecodeError> {
     if let Some(e) = r.error {
         let text = if e.data.is_empty() { e.message } else { e.data };
-        return Err(DecodeError::Refused(crate::text::cap(&text, 160)));
+        // The node's words end up in the duty condition's message: one printable line.
+        return Err(DecodeError::Refused(crate::text::printable(&text, 160)));
     }
     r.result.ok_or(DecodeError::Shape(what))
 }
@@ -357,6 +358,22 @@ mod tests {
         ] {
             assert!(decode_commit(garbage).is_err());
         }
+    }
+
+    #[test]
+    fn a_refusal_is_one_printable_line() {
+        // Found by fuzz/fuzz_targets/duty_decode.rs: a node's error data went into the duty
+        // condition with its newlines and control characters.
+        let body = "{\"error\":{\"message\":\"m\",\"data\":\"height 5 is not available,\\nlowest\\u001b[31m is 100\\u202e\\r\\n\"}}";
+        let Err(DecodeError::Refused(why)) = decode_commit(body.as_bytes()) else {
+            panic!("a refusal")
+        };
+        assert_eq!(why, "height 5 is not available, lowest [31m is 100");
+        let long = format!("{{\"error\":{{\"data\":\"{}\"}}}}", "é".repeat(500));
+        let Err(DecodeError::Refused(why)) = decode_validators(long.as_bytes()) else {
+            panic!("a refusal")
+        };
+        assert!(why.chars().count() == 161 && why.ends_with('…'), "{why}");
     }
 
     #[test]
