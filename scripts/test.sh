@@ -14,6 +14,11 @@ cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "fuzz targets: ${VIGIL_FUZZ_SECONDS:-20} s each (scripts/fuzz.sh; cargo-fuzz and its build cached)"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+CARGO_TARGET_DIR=$PWD/target cargo clippy --manifest-path fuzz/Cargo.toml --locked -- -D warnings
+scripts/fuzz.sh
+
 step "Kubernetes test binaries (built once, then cached)"
 BIN_DIR=$(scripts/k8s-bins.sh)
 export VIGIL_TEST_BIN_DIR=$BIN_DIR

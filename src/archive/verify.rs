@@ -280,7 +280,7 @@ fn compare(
 }
 
 /// `sha256sum` lines: 64 hex digits, two spaces (or space and `*`), the name.
-fn parse_manifest(text: &[u8]) -> Result<BTreeMap<String, String>, ArchiveError> {
+pub fn parse_manifest(text: &[u8]) -> Result<BTreeMap<String, String>, ArchiveError> {
     let text = std::str::from_utf8(text)
         .map_err(|_| ArchiveError::Corrupt(format!("{MANIFEST} is not UTF-8")))?;
     let mut out = BTreeMap::new();

@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 pub mod budget;
 mod cosmos;
 mod ethereum;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod jsonrpc;
 mod metrics;
