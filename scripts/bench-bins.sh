@@ -26,6 +26,7 @@ mkdir -p "$BIN" "$WORK"
 
 # shellcheck source=heartbeat.sh
 source "$(dirname "${BASH_SOURCE[0]}")/heartbeat.sh"
+go_scratch_caches
 
 # `go install module@version` needs the proxy's version list, which is refused here; a
 # wrapper module that requires the exact version works.

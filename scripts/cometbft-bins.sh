@@ -28,6 +28,7 @@ mkdir -p "$BIN" "$WORK"
 
 # shellcheck source=heartbeat.sh
 source "$(dirname "${BASH_SOURCE[0]}")/heartbeat.sh"
+go_scratch_caches
 
 # `go install` into a scratch GOBIN, then move into place, so that an interrupted build
 # never leaves a truncated binary that looks cached.

@@ -84,6 +84,14 @@ else
 fi
 bin_dir=$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release
 
+# Every change of the operator adds a new instrumented libvigil and new target binaries (about
+# 1.5 GB) beside the old ones, which cargo never removes: keep only the newest of each, so
+# the cache stays the size of one build.
+for pattern in 'libvigil-*.rlib' 'libvigil-*.rmeta' $(printf '%s-* ' $all); do
+  find "$bin_dir/deps" -maxdepth 1 -type f -name "$pattern" ! -name '*.d' -printf '%T@ %p\n' |
+    sort -rn | tail -n +2 | cut -d' ' -f2- | xargs -r rm -f --
+done
+
 log=$(mktemp "${TMPDIR:-/tmp}/vigil-fuzz.XXXXXX")
 trap 'rm -f "$log"' EXIT
 for t in "${targets[@]}"; do

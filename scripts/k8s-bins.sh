@@ -27,6 +27,7 @@ mkdir -p "$BIN" "$WORK"
 
 # shellcheck source=heartbeat.sh
 source "$(dirname "${BASH_SOURCE[0]}")/heartbeat.sh"
+if need kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm; then go_scratch_caches; fi
 
 build_kube() {
   local dir=$WORK/kube-$KUBE_VERSION minor=${KUBE_VERSION#1.}

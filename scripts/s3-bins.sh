@@ -29,6 +29,7 @@ mkdir -p "$BIN" "$WORK"
 
 # shellcheck source=heartbeat.sh
 source "$(dirname "${BASH_SOURCE[0]}")/heartbeat.sh"
+go_scratch_caches
 
 log "downloading github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION"
 # Outside any module, so that no go.mod is consulted or changed.
