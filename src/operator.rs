@@ -388,6 +388,7 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
         policies: policies.clone(),
         validators: validators.clone(),
         monitor: monitor.clone(),
+        counts_written: Default::default(),
     });
 
     // A policy appearing, changing its spec or going away re-reconciles the validators and

@@ -20,6 +20,10 @@ use std::time::Duration;
 /// Longest a status write may take.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Writes again after a lost fence when the decision's fields are unchanged
+/// ([`StatusWriter::apply_refenced`]).
+pub const REFENCE_TRIES: usize = 2;
+
 /// Who owns which status fields (server-side apply: each manager owns what it sends).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Manager {
@@ -126,6 +130,50 @@ impl StatusWriter {
             .with_label_values(&[&K::kind(&())])
             .inc();
         Ok(written)
+    }
+
+    /// [`apply`](Self::apply) fenced by `fence`; when the fence is lost, reads the object
+    /// again and, if `still` says the fields the decision rests on are what it was made on
+    /// (another manager changed only its own fields), writes on the fresh resourceVersion,
+    /// at most [`REFENCE_TRIES`] times. Any other change keeps the conflict: the caller
+    /// decides again on fresh data. Without this, a field that others rewrite every few
+    /// seconds (a busy policy's status) starves a fenced writer for good.
+    pub async fn apply_refenced<K, S>(
+        &self,
+        ns: &str,
+        name: &str,
+        manager: Manager,
+        status: &S,
+        fence: Option<String>,
+        still: impl Fn(&K) -> bool,
+    ) -> Result<K, WriteError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+        S: Serialize,
+    {
+        let mut fence = fence;
+        let mut tries = 0;
+        loop {
+            match self
+                .apply::<K, S>(ns, name, manager, status, fence.as_deref())
+                .await
+            {
+                Err(WriteError::Conflict) if tries < REFENCE_TRIES => {
+                    tries += 1;
+                    match self.read::<K>(ns, name).await? {
+                        Some(fresh) if still(&fresh) => {
+                            fence = fresh.meta().resource_version.clone()
+                        }
+                        Some(_) => return Err(WriteError::Conflict),
+                        None => return Err(WriteError::NotFound),
+                    }
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Applies `status` to `obj` as [`Manager::Vigil`] when it differs from `current`

@@ -636,3 +636,89 @@ fn sigterm_during_an_action_finishes_or_records_interrupted() {
     assert_eq!(cond["status"], "False", "the node is still dead: {cond}");
     assert_eq!(rx.count(), 1);
 }
+
+/// The fence of a decision's write against the real API server: another field manager
+/// changing other fields of the status since the read does not lose the decision
+/// (`apply_refenced` reads again and writes on the new resourceVersion), while a change of
+/// the fields the decision rests on does, and a plain fenced write with the old
+/// resourceVersion is refused. A busy policy's counts change every few seconds; without
+/// this its alert records and advisor spend never landed under churn.
+#[test]
+fn a_fenced_write_outlives_other_managers_but_not_a_change_of_its_own_fields() {
+    use vigil::api::MonitorPolicy;
+    use vigil::status::{Manager, StatusWriter, WriteError};
+    let w = world("refence", 1);
+    apply_ok(
+        w.c,
+        &w.ns,
+        "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: busy\nspec: {}\n",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let kc = kube::config::Kubeconfig::read_from(&w.c.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        let writer = StatusWriter::new(
+            kube::Client::try_from(config).unwrap(),
+            vigil::metrics::Metrics::new(),
+        );
+        let ns = w.ns.as_str();
+        let read = || async {
+            writer
+                .read::<MonitorPolicy>(ns, "busy")
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let alerts = |p: &MonitorPolicy| {
+            p.status
+                .as_ref()
+                .map(|s| s.alerts.len())
+                .unwrap_or_default()
+        };
+        let record = |name: &str| {
+            serde_json::json!({"alerts": [{"name": name, "fingerprint": format!("fp-{name}")}]})
+        };
+        let decided_on = read().await;
+        let fence = decided_on.metadata.resource_version.clone();
+
+        // Someone else rewrites the counts: the decision still holds.
+        writer
+            .apply::<MonitorPolicy, _>(ns, "busy", Manager::Vigil, &serde_json::json!({"healthy": 7}), None)
+            .await
+            .unwrap();
+        let plain = writer
+            .apply::<MonitorPolicy, _>(ns, "busy", Manager::Alerts, &record("ValidatorUnreachable"), fence.as_deref())
+            .await;
+        assert!(matches!(plain, Err(WriteError::Conflict)), "{plain:?}");
+        let written = writer
+            .apply_refenced::<MonitorPolicy, _>(
+                ns,
+                "busy",
+                Manager::Alerts,
+                &record("ValidatorUnreachable"),
+                fence.clone(),
+                |fresh| alerts(fresh) == alerts(&decided_on),
+            )
+            .await
+            .unwrap();
+        assert_eq!(alerts(&written), 1);
+        assert_eq!(written.status.as_ref().unwrap().healthy, 7, "the other manager's field kept");
+
+        // The records themselves changed since the read: the conflict stands.
+        let stale = writer
+            .apply_refenced::<MonitorPolicy, _>(
+                ns,
+                "busy",
+                Manager::Alerts,
+                &serde_json::json!({}),
+                fence,
+                |fresh| alerts(fresh) == alerts(&decided_on),
+            )
+            .await;
+        assert!(matches!(stale, Err(WriteError::Conflict)), "{stale:?}");
+        assert_eq!(alerts(&read().await), 1, "nothing written on a stale decision");
+    });
+}

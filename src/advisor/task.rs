@@ -572,15 +572,17 @@ impl Adviser {
 
         // The reservations (and the budget's state) are durable before any call goes.
         if part != before {
-            let fence = pol.resource_version();
+            // Fenced on the advisor's own part only: a busy policy's counts and fleet
+            // state change every few seconds and would otherwise starve the advisor.
             match self
                 .writer
-                .apply::<MonitorPolicy, _>(
+                .apply_refenced::<MonitorPolicy, _>(
                     &pkey.0,
                     &pkey.1,
                     Manager::Advisor,
                     &part,
-                    fence.as_deref(),
+                    pol.resource_version(),
+                    |fresh| PolicyPart::of(fresh) == before,
                 )
                 .await
             {

@@ -16,7 +16,7 @@ use super::deliver::{ChannelKey, Delivery, FAILING_AFTER, channel_type};
 use super::message::{self, Item, Message, Object};
 use crate::api::{
     AlertName, AlertRecord, AlertTest, AlertTestResult, ChannelHealth, Condition, MonitorPolicy,
-    MonitoredValidator, PipelineRun, Severity,
+    MonitorPolicyStatus, MonitoredValidator, PipelineRun, Severity,
 };
 use crate::conditions::{self, Change, Desired, Status, kind};
 use crate::metrics::Metrics;
@@ -106,6 +106,23 @@ struct PolicyPart {
     alert_test: Option<AlertTest>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     conditions: Vec<Condition>,
+}
+
+impl PolicyPart {
+    /// The alerter's part of a policy's status as it stands.
+    fn of(status: &MonitorPolicyStatus) -> PolicyPart {
+        PolicyPart {
+            alerts: status.alerts.clone(),
+            alert_delivery: status.alert_delivery.clone(),
+            alert_test: status.alert_test.clone(),
+            conditions: status
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == kind::ALERT_DELIVERY_FAILING)
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 fn object_of(kind: &str) -> Option<Object> {
@@ -484,58 +501,43 @@ impl Alerter {
     async fn write_records(&self, s: &Subject<'_>, records: &[AlertRecord]) -> bool {
         let (_, ns, name) = &s.key;
         let part = Records { alerts: records };
-        let mut fence = s.resource_version.clone();
+        let fence = s.resource_version.clone();
         // Another writer (the monitor, the advisor) may have changed other fields of the
         // object since it was read: that loses the fence but not the decision, which rests
-        // on the alert records only. If they are still the ones decided on, write again on
-        // the new resourceVersion; otherwise the next round decides on fresh records.
-        for retry in [true, false] {
-            let r = match s.key.0 {
-                Object::Validator => self
-                    .writer
-                    .apply::<MonitoredValidator, _>(
-                        ns,
-                        name,
-                        Manager::Alerts,
-                        &part,
-                        fence.as_deref(),
-                    )
-                    .await
-                    .map(|_| ()),
-                Object::Run => self
-                    .writer
-                    .apply::<PipelineRun, _>(ns, name, Manager::Alerts, &part, fence.as_deref())
-                    .await
-                    .map(|_| ()),
-                Object::Policy => return false,
-            };
-            if retry && matches!(r, Err(WriteError::Conflict)) {
-                let fresh = match s.key.0 {
-                    Object::Validator => self
-                        .writer
-                        .read::<MonitoredValidator>(ns, name)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|o| (o.resource_version(), o.status.map(|st| st.alerts))),
-                    _ => self
-                        .writer
-                        .read::<PipelineRun>(ns, name)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|o| (o.resource_version(), o.status.map(|st| st.alerts))),
-                };
-                if let Some((rv, alerts)) = fresh
-                    && alerts.unwrap_or_default() == s.records
-                {
-                    fence = rv;
-                    continue;
-                }
-            }
-            return written(ns, name, r);
-        }
-        false
+        // on the alert records only.
+        let r = match s.key.0 {
+            Object::Validator => self
+                .writer
+                .apply_refenced::<MonitoredValidator, _>(
+                    ns,
+                    name,
+                    Manager::Alerts,
+                    &part,
+                    fence,
+                    |o| {
+                        o.status
+                            .as_ref()
+                            .map(|st| st.alerts.as_slice())
+                            .unwrap_or_default()
+                            == s.records
+                    },
+                )
+                .await
+                .map(|_| ()),
+            Object::Run => self
+                .writer
+                .apply_refenced::<PipelineRun, _>(ns, name, Manager::Alerts, &part, fence, |o| {
+                    o.status
+                        .as_ref()
+                        .map(|st| st.alerts.as_slice())
+                        .unwrap_or_default()
+                        == s.records
+                })
+                .await
+                .map(|_| ()),
+            Object::Policy => return false,
+        };
+        written(ns, name, r)
     }
 
     /// Writes the policy's own alert records, its channels' delivery health and the
@@ -586,28 +588,21 @@ impl Alerter {
             alert_test,
             conditions: conds,
         };
-        let current = PolicyPart {
-            alerts: status.alerts.clone(),
-            alert_delivery: status.alert_delivery.clone(),
-            alert_test: status.alert_test.clone(),
-            conditions: status
-                .conditions
-                .iter()
-                .filter(|c| c.type_ == kind::ALERT_DELIVERY_FAILING)
-                .cloned()
-                .collect(),
-        };
+        let current = PolicyPart::of(&status);
         if part == current {
             return true;
         }
+        // The policy's counts and fleet state change all the time in a busy fleet: what
+        // this decision rests on is the alerter's own part only.
         let r = self
             .writer
-            .apply::<MonitorPolicy, _>(
+            .apply_refenced::<MonitorPolicy, _>(
                 &ns,
                 &name,
                 Manager::Alerts,
                 &part,
-                pol.resource_version().as_deref(),
+                pol.resource_version(),
+                |fresh| PolicyPart::of(&fresh.status.clone().unwrap_or_default()) == current,
             )
             .await
             .map(|_| ());

@@ -56,6 +56,10 @@ pub struct Context {
     pub validators: Store<DeserializeGuard<MonitoredValidator>>,
     /// Probes validators and writes their status.
     pub monitor: Arc<crate::monitor::Monitor>,
+    /// When each policy's counts were last written (a cache: empty after a restart, which
+    /// only allows one early write).
+    pub counts_written:
+        std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
 }
 
 /// Tells of a condition change (one notice per transition, hence an Event).

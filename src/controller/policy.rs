@@ -8,6 +8,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The kind name used in metrics and logs.
 pub const KIND: &str = "MonitorPolicy";
@@ -95,17 +96,147 @@ async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Er
         policy.meta().generation,
         &conditions::now(),
     );
-    ctx.writer
+    let key = (namespace, name);
+    if let Some(cur) = &current
+        && counts_only(cur, &status)
+    {
+        let last = ctx
+            .counts_written
+            .lock()
+            .expect("counts cache")
+            .get(&key)
+            .copied();
+        if let Err(wait) = counts_due(last, Instant::now()) {
+            return Ok(Action::requeue(wait));
+        }
+    }
+    if ctx
+        .writer
         .apply_changed(policy, current.as_ref(), &status)
-        .await?;
+        .await?
+    {
+        ctx.counts_written
+            .lock()
+            .expect("counts cache")
+            .insert(key, Instant::now());
+    }
     tell_change(ctx, &policy.object_ref(&()), &change, &want);
     Ok(Action::await_change())
+}
+
+/// Shortest time between two writes of a policy that change only its counts. In a busy
+/// fleet validators change state many times a second; writing the counts on each would
+/// load the API server and keep the policy's resourceVersion moving under every other
+/// writer of its status (alerts, advice, the fleet incident).
+pub const COUNTS_EVERY: Duration = Duration::from_secs(5);
+
+/// Whether `new` differs from `current` only in the counts (and the count in `Ready`'s
+/// message): no generation, condition status or reason changed.
+fn counts_only(current: &MonitorPolicyStatus, new: &MonitorPolicyStatus) -> bool {
+    let strip = |s: &MonitorPolicyStatus| {
+        let mut s = s.clone();
+        (s.validators, s.healthy, s.unhealthy) = (0, 0, 0);
+        for c in &mut s.conditions {
+            c.message.clear();
+        }
+        s
+    };
+    strip(current) == strip(new)
+}
+
+/// Whether counts may be written now, given the last counts write: `Err(wait)` until
+/// [`COUNTS_EVERY`] has passed since.
+fn counts_due(last: Option<Instant>, now: Instant) -> Result<(), Duration> {
+    match last.map(|l| now.saturating_duration_since(l)) {
+        Some(since) if since < COUNTS_EVERY => Err(COUNTS_EVERY - since),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::MonitoredValidatorSpec;
+
+    fn status(
+        total: u32,
+        healthy: u32,
+        generation: i64,
+        ready: &str,
+        msg: &str,
+    ) -> MonitorPolicyStatus {
+        let mut s = MonitorPolicyStatus {
+            validators: total,
+            healthy,
+            unhealthy: total - healthy,
+            observed_generation: Some(generation),
+            ..Default::default()
+        };
+        let want = Desired::new(
+            kind::READY,
+            if ready == "True" {
+                Status::True
+            } else {
+                Status::False
+            },
+            reason::VALID,
+            msg,
+        );
+        conditions::set(
+            &mut s.conditions,
+            want,
+            Some(generation),
+            &conditions::now(),
+        );
+        s
+    }
+
+    #[test]
+    fn only_a_change_of_counts_waits() {
+        let base = status(10, 8, 1, "True", "governs 10");
+        let cases = [
+            ("same", base.clone(), true),
+            (
+                "healthy count",
+                status(10, 3, 1, "True", "governs 10"),
+                true,
+            ),
+            (
+                "total and its message",
+                status(11, 8, 1, "True", "governs 11"),
+                true,
+            ),
+            (
+                "new generation",
+                status(10, 8, 2, "True", "governs 10"),
+                false,
+            ),
+            (
+                "Ready turns False",
+                status(10, 8, 1, "False", "governs 10"),
+                false,
+            ),
+        ];
+        for (what, new, want) in cases {
+            assert_eq!(counts_only(&base, &new), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn counts_are_written_at_most_once_per_interval() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        let cases = [
+            (None, Ok(())),
+            (Some(now), Err(COUNTS_EVERY)),
+            (Some(now - s(2)), Err(COUNTS_EVERY - s(2))),
+            (Some(now - COUNTS_EVERY), Ok(())),
+            (Some(now - s(60)), Ok(())),
+        ];
+        for (last, want) in cases {
+            assert_eq!(counts_due(last, now), want, "{last:?}");
+        }
+    }
 
     #[test]
     fn counts_only_this_policys_validators_by_ready() {

@@ -324,46 +324,27 @@ impl Monitor {
             }
         };
         if let Some(status) = status {
-            let mut fence = fence;
-            let mut written = self
+            // Another manager (alerts, advice) changed only its own fields: what this
+            // process decided on is still what the object holds, so write again on the new
+            // resourceVersion instead of dropping the decision.
+            let last = self
+                .state
+                .lock()
+                .expect("monitor state")
+                .entries
+                .get(key)
+                .and_then(|e| e.written_hash);
+            let written = self
                 .writer
-                .apply::<MonitoredValidator, _>(
+                .apply_refenced::<MonitoredValidator, _>(
                     &key.0,
                     &key.1,
                     Manager::Vigil,
                     &status,
-                    fence.as_deref(),
+                    fence,
+                    |obj| last == Some(super::status_hash(&super::own_status(obj))),
                 )
                 .await;
-            // Another manager (alerts, advice) changed only its own fields: what this
-            // process decided on is still what the object holds, so write again on the new
-            // resourceVersion instead of dropping the decision.
-            if matches!(written, Err(WriteError::Conflict)) {
-                let last = self
-                    .state
-                    .lock()
-                    .expect("monitor state")
-                    .entries
-                    .get(key)
-                    .and_then(|e| e.written_hash);
-                if let (Some(last), Ok(Some(obj))) = (
-                    last,
-                    self.writer.read::<MonitoredValidator>(&key.0, &key.1).await,
-                ) && super::status_hash(&super::own_status(&obj)) == last
-                {
-                    fence = obj.resource_version();
-                    written = self
-                        .writer
-                        .apply::<MonitoredValidator, _>(
-                            &key.0,
-                            &key.1,
-                            Manager::Vigil,
-                            &status,
-                            fence.as_deref(),
-                        )
-                        .await;
-                }
-            }
             match written {
                 Ok(obj) => self.with_entry(key, |e| {
                     e.resource_version = obj.resource_version();
