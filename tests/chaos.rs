@@ -2,8 +2,9 @@
 //! (through a proxy in front of it, so that the control plane the other tests share keeps
 //! running), with 100 validators watched: the operator keeps running and probing, acts only
 //! on what it could record first, repeats no remediation and loses no escalation. And 50
-//! SIGKILLs of two replicas (leader failovers among them) while they heal and archive: no
-//! action twice, no run archived twice or deleted unarchived.
+//! SIGKILLs of two replicas (leader failovers among them) while they heal, archive, alert
+//! and ask an LLM advisor: no action twice, no run archived twice or deleted unarchived, no
+//! alert lost or told twice, no advisor budget reset.
 
 mod support;
 
@@ -11,6 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use support::llm::{Flavor, LlmServer};
 use support::operator::Operator;
 use support::proxy::{Mode, Proxy};
 use support::receiver::Receiver;
@@ -101,9 +103,10 @@ fn an_api_server_outage_repeats_no_remediation_and_loses_no_escalation() {
     apply_ok(
         w.c,
         &w.ns,
-        // A generous timeout and threshold: a dead node is refused at once, while a live
-        // one on a machine running three of these tests at once may answer late.
-        "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: heal\nspec:\n  probe: {interval: 1s, timeout: 3s, failureThreshold: 3, successThreshold: 1}\n  health: {minPeers: 1}\n  remediation: {action: webhook, cooldown: 2s, maxCooldown: 4s, maxAttempts: 3}\n",
+        // The longest timeout a 1 s interval allows and three failures in a row: a dead
+        // node is refused at once, while a live one on a machine running three of these
+        // tests at once may answer late now and then.
+        "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: heal\nspec:\n  probe: {interval: 1s, timeout: 900ms, failureThreshold: 3, successThreshold: 1}\n  health: {minPeers: 1}\n  remediation: {action: webhook, cooldown: 2s, maxCooldown: 4s, maxAttempts: 3}\n",
     );
     validators(&w, 100, &rx);
     let proxy = Proxy::start(api_addr(&w));
@@ -275,17 +278,61 @@ impl Rng {
     }
 }
 
+/// The notifications of validator alerts the webhook channel received: per alert episode
+/// (fingerprint, startsAt), each notification's (status, toldAt), in arrival order.
+type Episodes = BTreeMap<(String, String), Vec<(String, String)>>;
+
+fn episodes(alerts: &Receiver) -> Episodes {
+    let mut out = Episodes::new();
+    for q in alerts.requests() {
+        let body: Value = serde_json::from_slice(&q.body).unwrap_or_default();
+        let status = body["status"].as_str().unwrap_or_default().to_string();
+        for a in body["alerts"].as_array().into_iter().flatten() {
+            if a["kind"] != "MonitoredValidator" || body["alertname"] != "ValidatorUnreachable" {
+                continue;
+            }
+            let key = (a["fingerprint"].to_string(), a["startsAt"].to_string());
+            out.entry(key)
+                .or_default()
+                .push((status.clone(), a["toldAt"].to_string()));
+        }
+    }
+    out
+}
+
+/// The hour of the clock a time falls in (the advisor's call budget is per clock hour).
+fn hour_now() -> i64 {
+    jiff::Timestamp::now().as_second() / 3600
+}
+
 #[test]
 fn fifty_sigkills_during_healing_and_archiving_never_act_twice_or_lose_a_run() {
     let w = World::new("chaos-kill", 10, &[]);
     let rx = Receiver::start();
+    let alerts = Receiver::start();
+    let llm = LlmServer::start(Flavor::Anthropic);
+    w.c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "llm",
+        "-n",
+        &w.ns,
+        "--from-literal=key=sk-chaos-1",
+    ]);
     let dir = std::env::temp_dir().join(format!("vigil-archive-{}", w.ns));
     let _ = std::fs::remove_dir_all(&dir);
+    // Alerts to a webhook, never repeated inside the test (1 h); an LLM advisor allowed 3
+    // calls an hour, which ten validators dying over and over want far more of.
     apply_ok(
         w.c,
         &w.ns,
-        "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: heal\nspec:\n  probe: {interval: 1s, timeout: 800ms, failureThreshold: 2, successThreshold: 1}\n  health: {minPeers: 1}\n  remediation: {action: webhook, cooldown: 2s, maxCooldown: 4s, maxAttempts: 1000, maxUnhealthy: '100%', maxConcurrent: 10}\n",
+        &format!(
+            "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: heal\nspec:\n  probe: {{interval: 1s, timeout: 800ms, failureThreshold: 2, successThreshold: 1}}\n  health: {{minPeers: 1}}\n  remediation: {{action: webhook, cooldown: 2s, maxCooldown: 4s, maxAttempts: 1000, maxUnhealthy: '100%', maxConcurrent: 10}}\n  advisor: {{provider: anthropic, model: m, baseUrl: '{}', apiKeySecretRef: {{name: llm, key: key}}, budget: {{callsPerHour: 3}}}}\n  alerts:\n    groupWait: 1s\n    flapDamping: 2s\n    channels: [{{name: hook, webhook: {{url: '{}'}}}}]\n    rules: [{{channels: [hook], repeatInterval: 1h}}]\n",
+            llm.base_url, alerts.url
+        ),
     );
+    let first_hour = hour_now();
     validators(&w, 10, &rx);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -336,6 +383,8 @@ fn fifty_sigkills_during_healing_and_archiving_never_act_twice_or_lose_a_run() {
         ops[victim] = Operator::start(w.c, &w.ns, &identity, &[]);
     }
     assert_eq!(kills, 50);
+    let llm_calls = llm.count();
+    let hours = hour_now() - first_hour + 1;
     w.sim.recover_all();
 
     // Settle: every run archived and deleted, every node healthy again.
@@ -394,9 +443,74 @@ fn fifty_sigkills_during_healing_and_archiving_never_act_twice_or_lose_a_run() {
     tokens.dedup();
     assert_eq!(tokens.len(), total, "an attempt's token was called twice");
     assert!(total > 0, "no remediation ran at all");
+    // The advisor's spend lives in status: fifty restarts never reset its budget, and no
+    // call goes out that was not recorded first.
+    assert!(
+        llm_calls as i64 <= 3 * hours,
+        "{llm_calls} LLM calls in {hours} clock hour(s) with a budget of 3 an hour"
+    );
+    if hours == 1 {
+        let spend = get_json(w.c, &w.ns, "mpol", "heal").unwrap()["status"]["advisorSpend"].clone();
+        let recorded = spend["callsThisHour"].as_u64().unwrap_or(0) as usize;
+        assert!(
+            llm_calls <= recorded,
+            "{llm_calls} calls, {recorded} recorded: {spend}"
+        );
+    }
+
+    // Alerts: every validator's records resolved and confirmed; each episode told once
+    // when it started and once when it ended (a redelivery after a kill is the same
+    // notification: same fingerprint, status and toldAt), none lost.
+    eventually(T, "every validator alert resolved and delivered", || {
+        let all: Value = w.c.kubectl_json(&["get", "mv", "-n", &w.ns, "-o", "json"]);
+        let open: Vec<Value> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|v| {
+                v["status"]["alerts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|r| {
+                r["resolvedAt"].is_null()
+                    || r["sent"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|s| s["pending"] == true))
+            })
+            .collect();
+        open.is_empty().then_some(())
+    });
+    let eps = episodes(&alerts);
+    assert!(!eps.is_empty(), "no validator alert was told at all");
+    for (key, told) in &eps {
+        let mut distinct: Vec<&(String, String)> = Vec::new();
+        for t in told {
+            if !distinct.contains(&t) {
+                distinct.push(t);
+            }
+        }
+        let states: Vec<&str> = distinct.iter().map(|(s, _)| s.as_str()).collect();
+        assert!(
+            states == ["firing", "resolved"] || states == ["resolved"],
+            "episode {key:?}: told {told:?}"
+        );
+    }
+    let redelivered: usize = eps.values().map(|t| t.len()).sum::<usize>()
+        - eps
+            .values()
+            .map(|t| {
+                let mut d = t.clone();
+                d.sort();
+                d.dedup();
+                d.len()
+            })
+            .sum::<usize>();
     eprintln!(
-        "chaos: {kills} SIGKILLs, {} runs archived once each, {total} remediations each run once",
-        runs.len()
+        "chaos: {kills} SIGKILLs, {} runs archived once each, {total} remediations each run once, {} alert episodes told once each ({redelivered} redelivered after a kill), {llm_calls} LLM calls",
+        runs.len(),
+        eps.len()
     );
     for (name, n) in calls(&rx) {
         let rem = get_json(w.c, &w.ns, "mv", &name).unwrap()["status"]["remediation"].clone();

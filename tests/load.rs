@@ -85,7 +85,14 @@ fn flapping_validators_do_not_grow_the_queue_memory_or_the_alerts() {
     for chunk in docs.chunks(1000) {
         apply_ok(w.c, &w.ns, &chunk.join("---\n"));
     }
-    let mut op = Operator::start(w.c, &w.ns, "load", &["--facts-refresh", "10m"]);
+    // Logging at info: debug logging of 10,000 validators is itself a large share of the CPU.
+    let mut op = Operator::start_env(
+        w.c,
+        &w.ns,
+        "load",
+        &["--facts-refresh", "10m"],
+        &[("RUST_LOG", "info")],
+    );
     op.wait_ready(Duration::from_secs(120));
     op.wait_leader(Duration::from_secs(120));
     eventually(Duration::from_secs(600), "every validator probed", || {

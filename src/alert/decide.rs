@@ -19,7 +19,7 @@ use crate::api::{AlertName, AlertRecord, ChannelSent, Severity};
 use crate::policy::Alerts;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 /// How long a record's message may be in status.
@@ -178,6 +178,9 @@ pub struct Send {
     pub since: Timestamp,
     /// A repeat of an earlier notification.
     pub repeat: bool,
+    /// When Vigil decided to tell it: with the fingerprint and the state, the
+    /// notification's identity (a redelivery after a restart keeps it).
+    pub told_at: Timestamp,
 }
 
 /// What to do now.
@@ -227,13 +230,44 @@ fn firing_of(r: &AlertRecord) -> Firing {
     }
 }
 
-/// Decides what to notify now.
+/// `records` with the notifications a channel is done with (`done(fingerprint, channel,
+/// toldAt)`: delivered, or given up after its retries) no longer pending; None when none
+/// of theirs was.
+pub fn confirm(
+    records: &[AlertRecord],
+    done: impl Fn(&str, &str, Timestamp) -> bool,
+) -> Option<Vec<AlertRecord>> {
+    let mut out = records.to_vec();
+    let mut changed = false;
+    for r in &mut out {
+        for s in r.sent.iter_mut().filter(|s| s.pending) {
+            if done(&r.fingerprint, &s.channel, s.at.0) {
+                s.pending = false;
+                changed = true;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+/// Notifications handed to a channel and not yet finished there, by (fingerprint,
+/// channel): not sent again while they are.
+pub type InFlight = HashSet<(String, String)>;
+
+/// Decides what to notify now. A notification recorded as told but still `pending` (its
+/// channel never confirmed it: the process that decided it ended first) and not
+/// `in_flight` here is sent again, as it was.
 pub fn decide(
     objects: &[Object<'_>],
     alerts: &Alerts,
     timing: &Timing,
     now: Timestamp,
+    in_flight: &InFlight,
 ) -> Decision {
+    // Status keeps whole seconds (metav1.Time): decide on what the records will hold, so a
+    // notification's toldAt is the same in its first delivery, in its record and after a
+    // restart.
+    let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
     let route = |f: &Firing| routes(alerts, f.name, f.severity, timing.refresh);
     // What fires now per object: state alerts as given, plus events recorded and not yet
     // told everywhere. A resolved record of the same fingerprint starts over.
@@ -286,17 +320,20 @@ pub fn decide(
     let mut decision = Decision::default();
     for (i, (o, v)) in objects.iter().zip(&active).enumerate() {
         let mut out: Vec<AlertRecord> = Vec::new();
-        let mut send = |rec: &AlertRecord, alert: &Firing, channel: &str, state, repeat| {
-            decision.sends.push(Send {
-                object: i,
-                channel: channel.to_string(),
-                fingerprint: rec.fingerprint.clone(),
-                state,
-                alert: alert.clone(),
-                since: ts(&rec.firing_since).unwrap_or(now),
-                repeat,
-            });
-        };
+        let first = decision.sends.len();
+        let mut send =
+            |rec: &AlertRecord, alert: &Firing, channel: &str, state, repeat, told_at| {
+                decision.sends.push(Send {
+                    object: i,
+                    channel: channel.to_string(),
+                    fingerprint: rec.fingerprint.clone(),
+                    state,
+                    alert: alert.clone(),
+                    since: ts(&rec.firing_since).unwrap_or(now),
+                    repeat,
+                    told_at,
+                });
+            };
         // Firing now.
         for (fp, f, r) in v {
             let info = catalog::info(f.name);
@@ -313,18 +350,20 @@ pub fn decide(
             for rt in &routes {
                 match rec.sent.iter().position(|s| s.channel == rt.channel) {
                     None if due(&rt.channel, f.name) => {
-                        send(&rec, f, &rt.channel, State::Firing, false);
+                        send(&rec, f, &rt.channel, State::Firing, false, now);
                         rec.sent.push(ChannelSent {
                             channel: rt.channel.clone(),
                             at: Time(now),
+                            pending: rt.via != Via::Log,
                         });
                     }
                     None => {}
                     Some(k) => {
                         let at = rec.sent[k].at.0;
                         if info.kind == Kind::State && after(at, rt.repeat) <= now {
-                            send(&rec, f, &rt.channel, State::Firing, true);
+                            send(&rec, f, &rt.channel, State::Firing, true, now);
                             rec.sent[k].at = Time(now);
+                            rec.sent[k].pending = rt.via != Via::Log;
                         }
                     }
                 }
@@ -340,7 +379,11 @@ pub fn decide(
         }
         // Not firing now.
         for r in o.records {
-            if out.iter().any(|x| x.fingerprint == r.fingerprint) {
+            // A new episode of the same alert replaces the old record, unless the old one's
+            // resolve is still to be delivered: it stays until then (and goes first, as the
+            // new one waits out its group wait).
+            let undelivered = r.resolved_at.is_some() && r.sent.iter().any(|s| s.pending);
+            if !undelivered && out.iter().any(|x| x.fingerprint == r.fingerprint) {
                 continue;
             }
             if let Some(resolved) = ts(&r.resolved_at) {
@@ -357,11 +400,15 @@ pub fn decide(
                 if rec.sent.is_empty() {
                     continue; // cleared before anyone was told: nothing to resolve
                 }
-                for s in &rec.sent {
-                    if let Some(rt) = routes.iter().find(|rt| rt.channel == s.channel)
+                for k in 0..rec.sent.len() {
+                    if let Some(rt) = routes.iter().find(|rt| rt.channel == rec.sent[k].channel)
                         && (alerts.send_resolved || rt.via != Via::Notify)
                     {
-                        send(&rec, &alert, &rt.channel, State::Resolved, false);
+                        send(&rec, &alert, &rt.channel, State::Resolved, false, now);
+                        rec.sent[k].at = Time(now);
+                        rec.sent[k].pending = rt.via != Via::Log;
+                    } else {
+                        rec.sent[k].pending = false; // no resolve goes there
                     }
                 }
                 rec.resolved_at = Some(Time(now));
@@ -373,11 +420,41 @@ pub fn decide(
                         && after(s.at.0, rt.repeat) <= now
                     {
                         s.at = Time(now);
-                        send(r, &alert, &rt.channel, State::Firing, true);
+                        s.pending = true;
+                        send(r, &alert, &rt.channel, State::Firing, true, now);
                     }
                 }
             }
             out.push(rec);
+        }
+        // Told but never confirmed (the deciding process ended first): again, as it was.
+        for rec in &out {
+            let info = catalog::info(rec.name);
+            let alert = firing_of(rec);
+            let state = if info.kind == Kind::State && rec.resolved_at.is_some() {
+                State::Resolved
+            } else {
+                State::Firing
+            };
+            for s in rec.sent.iter().filter(|s| s.pending) {
+                let key = (rec.fingerprint.clone(), s.channel.clone());
+                let decided_now = decision.sends[first..]
+                    .iter()
+                    .any(|x| x.fingerprint == key.0 && x.channel == key.1);
+                let routed = route(&alert).iter().any(|rt| rt.channel == s.channel);
+                if !decided_now && routed && !in_flight.contains(&key) {
+                    decision.sends.push(Send {
+                        object: i,
+                        channel: key.1,
+                        fingerprint: key.0,
+                        state,
+                        alert: alert.clone(),
+                        since: ts(&rec.firing_since).unwrap_or(now),
+                        repeat: true,
+                        told_at: s.at.0,
+                    });
+                }
+            }
         }
         // Status order: as before, new records last.
         let pos: BTreeMap<&str, usize> = o
@@ -549,11 +626,18 @@ mod tests {
                     .map(|f| (fingerprint("ns", "V", "v", f.name, &f.subject), f.clone()))
                     .collect(),
             };
-            let d = decide(&[obj], &self.alerts, &timing(), at(t));
+            let d = decide(&[obj], &self.alerts, &timing(), at(t), &InFlight::new());
+            let records = d.records.into_iter().next().unwrap();
+            // A channel that delivers at once: everything sent is confirmed.
+            self.records = confirm(&records, |fp, ch, told| {
+                d.sends
+                    .iter()
+                    .any(|s| s.fingerprint == fp && s.channel == ch && s.told_at == told)
+            })
+            .unwrap_or(records);
             for s in d.sends {
                 self.log.push((t, s.channel, s.state, s.repeat));
             }
-            self.records = d.records.into_iter().next().unwrap();
         }
         fn run(&mut self, from: i64, to: i64, firing: &[Firing]) {
             for t in from..to {
@@ -704,6 +788,7 @@ mod tests {
         let names: Vec<String> = (0..6).map(|i| format!("val-{i}")).collect();
         let mut records: Vec<Vec<AlertRecord>> = vec![Vec::new(); 6];
         let mut sends = Vec::new();
+        let mut in_flight = InFlight::new();
         for t in 0..30 {
             let objects: Vec<Object> = names
                 .iter()
@@ -722,13 +807,131 @@ mod tests {
                     },
                 })
                 .collect();
-            let d = decide(&objects, &a, &timing(), at(t));
+            let d = decide(&objects, &a, &timing(), at(t), &in_flight);
+            for s in &d.sends {
+                in_flight.insert((s.fingerprint.clone(), s.channel.clone()));
+            }
             sends.extend(d.sends.into_iter().map(|s| (t, s.channel, s.object)));
             records = d.records;
         }
         // All six go at once, 10 s after the first failed (to the log, am and slack).
         assert_eq!(sends.len(), 18);
         assert!(sends.iter().all(|s| s.0 == 10));
+    }
+
+    /// A process that decided a notification and ended before its channel confirmed it:
+    /// the next one finds it pending and sends it again, with the same identity, unless it
+    /// is in flight there; once confirmed, never again.
+    #[test]
+    fn an_unconfirmed_notification_is_sent_again_as_it_was() {
+        let a = alerts(vec![rule(&[], Severity::Warning, &["slack"], Some(3600))]);
+        let fp = fingerprint("ns", "V", "v", AlertName::ValidatorUnreachable, "");
+        let firing = vec![(fp.clone(), down())];
+        let step =
+            |records: &[AlertRecord], firing: &[(String, Firing)], t, in_flight: &InFlight| {
+                let obj = Object {
+                    records,
+                    firing: firing.to_vec(),
+                };
+                decide(&[obj], &a, &timing(), at(t), in_flight)
+            };
+        let slack = |d: &Decision| -> Vec<(State, Timestamp, bool)> {
+            d.sends
+                .iter()
+                .filter(|s| s.channel == "slack")
+                .map(|s| (s.state, s.told_at, s.repeat))
+                .collect()
+        };
+        let mut records = Vec::new();
+        for t in 0..10 {
+            records = step(&records, &firing, t, &InFlight::new())
+                .records
+                .remove(0);
+        }
+        let d = step(&records, &firing, 10, &InFlight::new());
+        assert_eq!(slack(&d), [(State::Firing, at(10), false)]);
+        let told = d.records[0].clone();
+        let sent =
+            |r: &[AlertRecord], ch: &str| r[0].sent.iter().find(|s| s.channel == ch).cloned();
+        assert!(sent(&told, "slack").unwrap().pending);
+        assert!(
+            !sent(&told, "log").unwrap().pending,
+            "the audit log is written at once"
+        );
+
+        // Still in flight in this process: not again.
+        let busy = InFlight::from([(fp.clone(), "slack".to_string())]);
+        assert_eq!(slack(&step(&told, &firing, 11, &busy)), []);
+        // A new process (nothing in flight): again, as it was decided at 10.
+        let again = step(&told, &firing, 30, &InFlight::new());
+        assert_eq!(slack(&again), [(State::Firing, at(10), true)]);
+        assert_eq!(again.records[0], told, "the record stays as it was");
+        assert!(
+            again.sends.iter().all(|s| s.channel == "slack"),
+            "{:?}",
+            again.sends
+        );
+        // Confirmed: never again.
+        let done = confirm(&told, |f, ch, t| f == fp && ch == "slack" && t == at(10)).unwrap();
+        assert!(!sent(&done, "slack").unwrap().pending);
+        assert_eq!(slack(&step(&done, &firing, 40, &InFlight::new())), []);
+        assert_eq!(confirm(&done, |_, _, _| true), None, "nothing left pending");
+
+        // Decided at a fraction of a second, read back from the API (whole seconds): the
+        // identity holds, and the confirmation matches the record.
+        let mut rs = Vec::new();
+        for t in 0..10 {
+            rs = step(&rs, &firing, t, &InFlight::new()).records.remove(0);
+        }
+        let odd = at(10)
+            .checked_add(jiff::SignedDuration::from_millis(730))
+            .unwrap();
+        let obj = Object {
+            records: &rs,
+            firing: firing.clone(),
+        };
+        let d = decide(&[obj], &a, &timing(), odd, &InFlight::new());
+        let told_at = slack(&d)[0].1;
+        let stored: Vec<AlertRecord> =
+            serde_json::from_value(serde_json::to_value(&d.records[0]).unwrap()).unwrap();
+        assert!(
+            confirm(&stored, |f, ch, t| f == fp && ch == "slack" && t == told_at).is_some(),
+            "toldAt {told_at} does not match the stored record {:?}",
+            stored[0].sent
+        );
+
+        // The resolve, unconfirmed, goes again as a resolve.
+        let mut records = done;
+        let mut resolved_at = None;
+        for t in 100..300 {
+            let d = step(&records, &[], t, &busy);
+            if !slack(&d).is_empty() {
+                resolved_at = Some(t);
+                assert_eq!(slack(&d), [(State::Resolved, at(t), false)]);
+            }
+            records = d.records.into_iter().next().unwrap();
+            if resolved_at.is_some() {
+                break;
+            }
+        }
+        let t = resolved_at.expect("resolved after the damping");
+        let again = step(&records, &[], t + 5, &InFlight::new());
+        assert_eq!(slack(&again), [(State::Resolved, at(t), true)]);
+        // The alert fires again before the resolve was delivered: the resolve goes first
+        // and its record stays until confirmed; the new episode waits its group wait.
+        let again = step(&records, &firing, t + 6, &InFlight::new());
+        assert_eq!(slack(&again), [(State::Resolved, at(t), true)]);
+        assert_eq!(again.records[0].len(), 2, "{:?}", again.records[0]);
+        let mut rs = again.records[0].clone();
+        for k in 7..30 {
+            let d = step(&rs, &firing, t + k, &InFlight::new());
+            rs = confirm(&d.records[0], |_, _, _| true).unwrap_or_else(|| d.records[0].clone());
+            if k == 7 {
+                assert_eq!(rs.len(), 2, "kept while its resolve is on its way");
+            }
+        }
+        assert_eq!(rs.len(), 1, "{rs:?}");
+        assert!(rs[0].resolved_at.is_none() && rs[0].firing_since.as_ref().unwrap().0 > at(t));
     }
 
     #[test]

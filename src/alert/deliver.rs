@@ -93,16 +93,20 @@ impl Delivery {
         }
     }
 
-    /// Queues `message` for the channel; false when its queue is full (dropped, counted).
+    /// Queues `message` for the channel; None when its queue is full (dropped, counted).
     /// A message still queued after `ttl` is dropped: its next repeat will say it again.
+    /// The receiver answers once the channel is done with it: delivered, or given up after
+    /// its retries (closed without an answer when dropped from the queue or stopped).
     pub fn submit(
         &self,
         key: &ChannelKey,
         channel: &AlertChannel,
         message: Message,
         ttl: Duration,
-    ) -> bool {
-        self.enqueue(key, channel, message, ttl, None)
+    ) -> Option<oneshot::Receiver<Result<(), SendError>>> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(key, channel, message, ttl, Some(tx))
+            .then_some(rx)
     }
 
     /// Sends `message` through the channel's queue and waits for the outcome.

@@ -74,6 +74,9 @@ pub struct Item {
     pub since: Timestamp,
     /// What Vigil did about it, for people (empty when nothing).
     pub did: String,
+    /// When Vigil decided to tell it: with the fingerprint and the state, the
+    /// notification's identity, the same when it is delivered again after a restart.
+    pub told_at: Timestamp,
 }
 
 impl Item {
@@ -316,6 +319,7 @@ pub fn webhook(m: &Message, now: Timestamp) -> serde_json::Value {
                 "validators": i.alert.members,
                 "vigilAction": one_line(&i.did),
                 "startsAt": i.since.to_string(),
+                "toldAt": i.told_at.to_string(),
                 "describe": i.describe(),
             })
         })
@@ -372,6 +376,7 @@ mod tests {
             alert: Firing::new(AlertName::ValidatorUnreachable, "connection refused\nagain"),
             since: Timestamp::from_second(1_800_000_000).unwrap(),
             did: "restart: Succeeded".into(),
+            told_at: Timestamp::from_second(1_800_000_060).unwrap(),
         }
     }
     fn message(n: usize, state: State) -> Message {

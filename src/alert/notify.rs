@@ -4,7 +4,10 @@
 //! each object's status (its own field manager, fenced by the resourceVersion the decision
 //! was made on) and only then queues the notifications. A write that loses the fence sends
 //! nothing: the next tick decides again on fresh records, so a restart, a new leader or a
-//! stale cache never notifies twice inside a repeat interval.
+//! stale cache never notifies twice inside a repeat interval. Each notification is
+//! recorded `pending` until its channel is done with it (delivered, or given up after its
+//! retries), and the record is then written again without it; one found pending and not in
+//! flight (its process died) is sent again, unchanged: delivery is at least once.
 //!
 //! Event alerts (a remediation's outcome) come from the notice stream and ride along until
 //! their record is written. Delivery health and the `vigil.dev/test-alert` button land on
@@ -36,6 +39,9 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Time between two decisions.
 pub const TICK: Duration = Duration::from_secs(2);
+/// Longest wait after a channel finished a notification before its record is written as
+/// delivered (a short pause gathers the confirmations of a burst into one round).
+const CONFIRM_WITHIN: Duration = Duration::from_millis(100);
 /// Annotation on a MonitorPolicy that sends one test notification through each of its
 /// channels, once per distinct value.
 pub const TEST_ANNOTATION: &str = "vigil.dev/test-alert";
@@ -72,7 +78,18 @@ struct Memory {
     /// Test notifications this process answered, newest per policy, until the cache
     /// shows them written.
     tests: HashMap<(String, String), AlertTest>,
+    /// Notifications handed to a channel and not finished there yet: not sent again.
+    in_flight: decide::InFlight,
+    /// Notifications a channel is done with, by (fingerprint, channel, toldAt), and when
+    /// that was known: their records lose `pending` at the next round.
+    finished: HashMap<Told, std::time::Instant>,
 }
+
+/// A notification's identity: fingerprint, channel, when it was decided.
+type Told = (String, String, Timestamp);
+
+/// How long a finished notification is remembered for its record's next write.
+const FINISHED_KEPT: Duration = Duration::from_secs(600);
 
 /// The validators and runs under one policy.
 type Members<'a> = (Vec<&'a MonitoredValidator>, Vec<&'a PipelineRun>);
@@ -189,8 +206,12 @@ impl Alerter {
         let me = Arc::new(self);
         let mut memory = Memory::default();
         let (test_tx, mut test_rx) = mpsc::channel::<((String, String), AlertTest)>(16);
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (done_tx, mut done_rx) = mpsc::channel::<Vec<Told>>(256);
+        // The next round: every TICK, and soon after a channel finished a notification, so
+        // that its record loses `pending` (and a crash cannot send it again) within a
+        // moment of the delivery.
+        let next_round = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(next_round);
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -203,7 +224,20 @@ impl Alerter {
                 Some((key, test)) = test_rx.recv() => {
                     memory.tests.insert(key, test);
                 }
-                _ = tick.tick() => me.round(&mut memory, &test_tx).await,
+                Some(done) = done_rx.recv() => {
+                    for told in done {
+                        memory.in_flight.remove(&(told.0.clone(), told.1.clone()));
+                        memory.finished.insert(told, std::time::Instant::now());
+                    }
+                    let soon = tokio::time::Instant::now() + CONFIRM_WITHIN;
+                    if next_round.deadline() > soon {
+                        next_round.as_mut().reset(soon);
+                    }
+                }
+                _ = &mut next_round => {
+                    me.round(&mut memory, &test_tx, &done_tx).await;
+                    next_round.as_mut().reset(tokio::time::Instant::now() + TICK);
+                }
             }
         }
     }
@@ -212,6 +246,7 @@ impl Alerter {
         self: &Arc<Self>,
         memory: &mut Memory,
         test_tx: &mpsc::Sender<((String, String), AlertTest)>,
+        done_tx: &mpsc::Sender<Vec<Told>>,
     ) {
         let now = Timestamp::now();
         let validators = self.validators.state();
@@ -255,9 +290,20 @@ impl Alerter {
                 .get(&(ns.clone(), name.clone()))
                 .map(|(v, r)| (v.as_slice(), r.as_slice()))
                 .unwrap_or_default();
-            self.policy_round(pol, &policy, vs, rs, memory, &mut unsaved, &mut active, now)
-                .await;
+            self.policy_round(
+                pol,
+                &policy,
+                vs,
+                rs,
+                memory,
+                &mut unsaved,
+                &mut active,
+                now,
+                done_tx,
+            )
+            .await;
         }
+        memory.finished.retain(|_, at| at.elapsed() < FINISHED_KEPT);
         // Events of objects no valid policy covers are dropped; those whose record could
         // not be written wait for the next round.
         memory.pending = unsaved;
@@ -285,6 +331,7 @@ impl Alerter {
         unsaved: &mut HashMap<ObjKey, Vec<Firing>>,
         active: &mut [i64; 3],
         now: Timestamp,
+        done_tx: &mpsc::Sender<Vec<Told>>,
     ) {
         let ns = pol.namespace().unwrap_or_default();
         let name = pol.name_any();
@@ -397,14 +444,32 @@ impl Alerter {
             });
         }
 
+        // What the channels finished since loses `pending`.
+        let confirmed: Vec<Option<Vec<AlertRecord>>> = subjects
+            .iter()
+            .map(|s| {
+                decide::confirm(s.records, |fp, ch, at| {
+                    memory
+                        .finished
+                        .contains_key(&(fp.to_string(), ch.to_string(), at))
+                })
+            })
+            .collect();
         let inputs: Vec<Input> = subjects
             .iter()
-            .map(|s| Input {
-                records: s.records,
+            .zip(&confirmed)
+            .map(|(s, c)| Input {
+                records: c.as_deref().unwrap_or(s.records),
                 firing: s.firing.clone(),
             })
             .collect();
-        let decision = decide::decide(&inputs, &policy.alerts, &Timing::of(&policy.alerts), now);
+        let decision = decide::decide(
+            &inputs,
+            &policy.alerts,
+            &Timing::of(&policy.alerts),
+            now,
+            &memory.in_flight,
+        );
 
         // Record first; only what was recorded is sent.
         let mut saved = vec![false; subjects.len()];
@@ -463,6 +528,7 @@ impl Alerter {
                         alert: s.alert.clone(),
                         since: s.since,
                         did: sub.did.clone(),
+                        told_at: s.told_at,
                     }
                 })
                 .collect();
@@ -492,8 +558,26 @@ impl Alerter {
                 }
                 State::Resolved => RESOLVE_TTL,
             };
-            self.delivery
-                .submit(&(ns.clone(), name.clone(), channel), spec, m, ttl);
+            let told: Vec<Told> = sends
+                .iter()
+                .map(|s| (s.fingerprint.clone(), channel.clone(), s.told_at))
+                .collect();
+            // Not queued (the channel's queue is full): still pending, sent next round.
+            let Some(done) =
+                self.delivery
+                    .submit(&(ns.clone(), name.clone(), channel.clone()), spec, m, ttl)
+            else {
+                continue;
+            };
+            for t in &told {
+                memory.in_flight.insert((t.0.clone(), t.1.clone()));
+            }
+            let done_tx = done_tx.clone();
+            tokio::spawn(async move {
+                // Delivered, given up, or dropped from the queue: the channel is done.
+                let _ = done.await;
+                let _ = done_tx.send(told).await;
+            });
         }
     }
 
@@ -691,6 +775,7 @@ impl Alerter {
                     ),
                     since: Timestamp::now(),
                     did: String::new(),
+                    told_at: test.sent_at.as_ref().map_or_else(Timestamp::now, |t| t.0),
                 }],
                 test: true,
             };

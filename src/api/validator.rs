@@ -661,6 +661,12 @@ pub struct AlertRecord {
 pub struct ChannelSent {
     /// Channel name.
     pub channel: String,
-    /// When.
+    /// When Vigil decided to tell it (with the fingerprint and the state, the key a
+    /// receiver can deduplicate on: `toldAt` in the webhook body).
     pub at: Time,
+    /// Decided and recorded but not yet handed over: the channel has not confirmed it (or
+    /// given up after its retries). A process that finds it so after a restart sends it
+    /// again, so a crash never loses a notification (at least once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
