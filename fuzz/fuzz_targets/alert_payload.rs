@@ -75,6 +75,7 @@ fuzz_target!(|data: &[u8]| {
                     .members(members.clone()),
                 since,
                 did: did.clone(),
+                told_at: since,
             })
             .collect(),
     };
