@@ -17,6 +17,10 @@ pub struct Metrics {
     pub reconcile_duration: HistogramVec,
     /// Status patches sent, by kind.
     pub status_writes: IntCounterVec,
+    /// Status calls waiting for a slot (the writer's queue).
+    pub status_calls_waiting: IntGauge,
+    /// Probes and actions of the monitor in flight or waiting.
+    pub monitor_tasks: IntGauge,
     /// 1 while this process holds the leader lease.
     pub leader: IntGauge,
     /// Probes finished, by chain and result (`ok` or the error class).
@@ -189,6 +193,16 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let status_calls_waiting = IntGauge::new(
+            "vigil_status_calls_waiting",
+            "Status writes and reads waiting for one of the writer's call slots",
+        )
+        .expect("valid metric");
+        let monitor_tasks = IntGauge::new(
+            "vigil_monitor_tasks",
+            "Probes and actions of the monitor in flight or waiting for a slot",
+        )
+        .expect("valid metric");
         let leader = IntGauge::new(
             "vigil_leader",
             "1 while this process holds the leader lease",
@@ -293,6 +307,8 @@ impl Metrics {
             Box::new(reconcile_errors.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(status_writes.clone()),
+            Box::new(status_calls_waiting.clone()),
+            Box::new(monitor_tasks.clone()),
             Box::new(leader.clone()),
             Box::new(probes.clone()),
             Box::new(probe_latency.clone()),
@@ -310,6 +326,8 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             status_writes,
+            status_calls_waiting,
+            monitor_tasks,
             leader,
             probes,
             probe_latency,

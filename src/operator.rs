@@ -330,8 +330,10 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
     let event_task = tokio::spawn(events.subscriber(notices.subscribe()));
     let audit_task = tokio::spawn(crate::notice::audit(notices.subscribe()));
     // Alerts: decided from status, recorded there, then delivered; only while leading.
+    // One status writer for every component: its bound on calls in flight is global.
+    let writer = StatusWriter::new(client.clone(), metrics.clone());
     let alerter = crate::alert::notify::Alerter {
-        writer: StatusWriter::new(client.clone(), metrics.clone()),
+        writer: writer.clone(),
         policies: policies.clone(),
         validators: validators.clone(),
         runs: runs.clone(),
@@ -349,6 +351,7 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
     let monitor = Monitor::new(
         crate::monitor::Parts {
             client: client.clone(),
+            writer: writer.clone(),
             actions: clients.actions.clone(),
             metrics: metrics.clone(),
             notices: notices.clone(),
@@ -363,7 +366,7 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
     );
     // The advisor: asks, reserves budgets, records advice; only while leading.
     let adviser = crate::advisor::task::Adviser {
-        writer: StatusWriter::new(client.clone(), metrics.clone()),
+        writer: writer.clone(),
         client: client.clone(),
         policies: policies.clone(),
         validators: validators.clone(),
@@ -383,7 +386,7 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
     let ctx: Ctx = Arc::new(Context {
         client: client.clone(),
         notices,
-        writer: StatusWriter::new(client.clone(), metrics.clone()),
+        writer,
         metrics: metrics.clone(),
         policies: policies.clone(),
         validators: validators.clone(),
@@ -494,6 +497,7 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
                     let sent = monitor.duty_requests();
                     let shown = metrics.duty_requests.get();
                     metrics.duty_requests.inc_by(sent.saturating_sub(shown));
+                    metrics.monitor_tasks.set(monitor.tasks() as i64);
                     let (t, f, u) = monitor.ready_counts();
                     for (label, n) in [("True", t), ("False", f), ("Unknown", u)] {
                         metrics.validators.with_label_values(&[label]).set(n as i64);

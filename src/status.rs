@@ -15,10 +15,18 @@ use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Longest a status write may take.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Most status calls (writes and fence re-reads) in flight at once, per writer and its
+/// clones: enough to keep a busy API server fed, few enough that a slow one gets a queue
+/// here (where it is counted and costs a few bytes per waiting write) rather than hundreds
+/// of open connections.
+pub const CALLS_IN_FLIGHT: usize = 32;
 
 /// Writes again after a lost fence when the decision's fields are unchanged
 /// ([`StatusWriter::apply_refenced`]).
@@ -78,12 +86,31 @@ pub enum WriteError {
 pub struct StatusWriter {
     client: Client,
     metrics: Metrics,
+    /// Calls in flight, shared by every clone. The client speaks HTTP/1.1, so each call in
+    /// flight is a connection of its own to the API server (kept in the pool afterwards):
+    /// unbounded, a slow API server would make the operator open hundreds of them and
+    /// queue work behind them.
+    calls: Arc<Semaphore>,
 }
 
 impl StatusWriter {
     /// A writer over `client`, counting into `metrics`.
     pub fn new(client: Client, metrics: Metrics) -> StatusWriter {
-        StatusWriter { client, metrics }
+        StatusWriter {
+            client,
+            metrics,
+            calls: Arc::new(Semaphore::new(CALLS_IN_FLIGHT)),
+        }
+    }
+
+    /// Waits for a call slot (the wait is counted in `vigil_status_calls_waiting`; the
+    /// call's own timeout starts once it has one).
+    async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        let waiting = &self.metrics.status_calls_waiting;
+        waiting.inc();
+        let permit = self.calls.acquire().await;
+        waiting.dec();
+        permit.expect("the status writer's semaphore is never closed")
     }
 
     /// Applies `status` to the status of the `K` named `ns/name` as `manager`. With a
@@ -114,6 +141,7 @@ impl StatusWriter {
         }
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         let pp = PatchParams::apply(manager.as_str()).force();
+        let _slot = self.slot().await;
         let written = tokio::time::timeout(
             WRITE_TIMEOUT,
             api.patch_status(name, &pp, &Patch::Apply(&patch)),
@@ -213,6 +241,7 @@ impl StatusWriter {
             + Debug,
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let _slot = self.slot().await;
         tokio::time::timeout(WRITE_TIMEOUT, api.get_opt(name))
             .await
             .map_err(|_| WriteError::Timeout)?

@@ -1,11 +1,12 @@
 //! The one egress path end to end: the operator as a cluster runs it (no `--allow-loopback`)
 //! refuses to probe loopback and the cloud metadata address, at connect time, and says why
 //! in the condition; a webhook pointed at loopback is refused the same way and receives
-//! nothing. The real control plane, the operator as a subprocess with the chart's RBAC.
+//! nothing, and so is an email alert channel whose SMTP server is on loopback (Mailpit). The real control plane, the operator as a subprocess with the chart's RBAC.
 
 mod support;
 
 use std::time::{Duration, Instant};
+use support::alerting::Mailpit;
 use support::cluster;
 use support::operator::Operator;
 use support::receiver::Receiver;
@@ -39,10 +40,14 @@ fn loopback_and_cloud_metadata_are_refused_at_connect_time() {
     let ns = c.namespace("egress");
     let sim = Simulator::start(&["--nodes", "1", "--block-time", "1s", "--peers", "12"]);
     let hook = Receiver::start();
+    let mail = Mailpit::start();
     apply_ok(
         c,
         &ns,
-        "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: p\nspec:\n  probe: {interval: 1s, timeout: 900ms, failureThreshold: 1, successThreshold: 1}\n  remediation: {action: webhook, cooldown: 10m, maxUnhealthy: '100%'}\n",
+        &format!(
+            "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: p\nspec:\n  probe: {{interval: 1s, timeout: 900ms, failureThreshold: 1, successThreshold: 1}}\n  remediation: {{action: webhook, cooldown: 10m, maxUnhealthy: '100%'}}\n  alerts:\n    groupWait: 1s\n    channels:\n    - {{name: mail, email: {{smtpHost: localhost, smtpPort: {}, from: vigil@example.com, to: [ops@example.com], security: none}}}}\n",
+            mail.smtp_port
+        ),
     );
     let node = &sim.nodes[0];
     apply_ok(
@@ -94,6 +99,28 @@ fn loopback_and_cloud_metadata_are_refused_at_connect_time() {
         "{rem}"
     );
     assert_eq!(hook.count(), 0, "the webhook received nothing");
+
+    // The down node fires an alert; its email would go to an SMTP server on loopback (by a
+    // name that resolves there): refused before a byte is sent, and shown as such.
+    let start = Instant::now();
+    let health = loop {
+        let p = get_json(c, &ns, "monitorpolicy", "p").unwrap();
+        let mail_health = p["status"]["alertDelivery"]
+            .as_array()
+            .and_then(|a| a.iter().find(|h| h["channel"] == "mail").cloned());
+        if let Some(h) = mail_health.filter(|h| h["consecutiveFailures"].as_u64() >= Some(1)) {
+            break h;
+        }
+        assert!(start.elapsed() < T, "no failed email\n{}", op.log_text());
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let err = health["lastError"].as_str().unwrap();
+    assert!(
+        err.contains("egress filter denies") && err.contains("loopback"),
+        "{health}"
+    );
+    assert_eq!(health["permanent"], true, "{health}");
+    assert!(mail.messages().is_empty(), "Mailpit received nothing");
     assert!(
         !rem.to_string().contains(&hook.url),
         "no URL in the message: {rem}"

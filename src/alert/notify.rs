@@ -590,38 +590,45 @@ impl Alerter {
         // object since it was read: that loses the fence but not the decision, which rests
         // on the alert records only.
         let r = match s.key.0 {
-            Object::Validator => self
-                .writer
-                .apply_refenced::<MonitoredValidator, _>(
-                    ns,
-                    name,
-                    Manager::Alerts,
-                    &part,
-                    fence,
-                    |o| {
-                        o.status
-                            .as_ref()
-                            .map(|st| st.alerts.as_slice())
-                            .unwrap_or_default()
-                            == s.records
-                    },
-                )
-                .await
-                .map(|_| ()),
-            Object::Run => self
-                .writer
-                .apply_refenced::<PipelineRun, _>(ns, name, Manager::Alerts, &part, fence, |o| {
-                    o.status
-                        .as_ref()
-                        .map(|st| st.alerts.as_slice())
-                        .unwrap_or_default()
-                        == s.records
+            Object::Validator => {
+                self.refence::<MonitoredValidator>(s, &part, fence, |o| {
+                    o.status.as_ref().map(|st| st.alerts.as_slice())
                 })
                 .await
-                .map(|_| ()),
+            }
+            Object::Run => {
+                self.refence::<PipelineRun>(s, &part, fence, |o| {
+                    o.status.as_ref().map(|st| st.alerts.as_slice())
+                })
+                .await
+            }
             Object::Policy => return false,
         };
         written(ns, name, r)
+    }
+
+    /// Writes `part` to the subject's object, again on a fresh resourceVersion while its
+    /// alert records (read by `alerts`) are still the ones decided on.
+    async fn refence<K>(
+        &self,
+        s: &Subject<'_>,
+        part: &Records<'_>,
+        fence: Option<String>,
+        alerts: fn(&K) -> Option<&[AlertRecord]>,
+    ) -> Result<(), WriteError>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let (_, ns, name) = &s.key;
+        self.writer
+            .apply_refenced::<K, _>(ns, name, Manager::Alerts, part, fence, |o| {
+                alerts(o).unwrap_or_default() == s.records
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Writes the policy's own alert records, its channels' delivery health and the

@@ -268,7 +268,10 @@ async fn email(e: &Email, m: &Message) -> Result<(), SendError> {
         b.build_rustls()
             .map_err(|err| permanent(format!("email: TLS setup: {err}"), true))
     };
-    let mut t = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(e.host.as_str())
+    // The egress filter, as for HTTP: lettre dials by itself, so the name is resolved here,
+    // checked, and the server reached at that very address (TLS still verifies the name).
+    let addr = smtp_address(&e.host, e.port).await?;
+    let mut t = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
         .port(e.port)
         .timeout(Some(SEND_TIMEOUT))
         .tls(match e.security {
@@ -295,6 +298,33 @@ async fn email(e: &Email, m: &Message) -> Result<(), SendError> {
         }
         Ok(Err(err)) => Err(retry(format!("email: {}", smtp_error(&err)))),
     }
+}
+
+/// The first address of `host` the egress filter lets through: a denial is permanent (the
+/// channel points somewhere Vigil may not go), a name that does not resolve is retried.
+async fn smtp_address(host: &str, port: u16) -> Result<std::net::SocketAddr, SendError> {
+    let addrs: Vec<std::net::SocketAddr> =
+        tokio::time::timeout(SEND_TIMEOUT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| {
+                retry(format!(
+                    "email: resolving the SMTP host took over {SEND_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(|_| retry("email: the SMTP host does not resolve"))?
+            .collect();
+    let policy = crate::egress::policy();
+    let mut denied = None;
+    for a in addrs {
+        match policy.check(a.ip()) {
+            Ok(()) => return Ok(a),
+            Err(d) => denied = denied.or(Some(d)),
+        }
+    }
+    Err(match denied {
+        Some(d) => permanent(format!("email: {d}"), true),
+        None => retry("email: the SMTP host resolves to no address"),
+    })
 }
 
 /// An SMTP error in words (lettre's own text holds no credential).

@@ -115,10 +115,11 @@ async fn reconcile_valid(policy: &MonitorPolicy, ctx: &Ctx) -> Result<Action, Er
         .apply_changed(policy, current.as_ref(), &status)
         .await?
     {
-        ctx.counts_written
-            .lock()
-            .expect("counts cache")
-            .insert(key, Instant::now());
+        let mut written = ctx.counts_written.lock().expect("counts cache");
+        // An entry older than COUNTS_EVERY no longer holds a write back: dropping those keeps
+        // the cache to recently written policies (deleted ones leave it too).
+        written.retain(|_, at| at.elapsed() < COUNTS_EVERY);
+        written.insert(key, Instant::now());
     }
     tell_change(ctx, &policy.object_ref(&()), &change, &want);
     Ok(Action::await_change())

@@ -76,7 +76,9 @@ pub(super) struct Seen {
 
 impl Monitor {
     pub(super) async fn probe_one(self: Arc<Self>, key: Key, config: Arc<Config>, due: Instant) {
-        let _slot = self.permits.acquire(&key.0).await;
+        // A slot bounds probes (requests to nodes), not what follows: a slot held through
+        // a slow status write would leave other validators' probes waiting behind it.
+        let slot = self.permits.acquire(&key.0).await;
         // Deleted validators have no reconcile to tell us; the cache does.
         let in_cache =
             ObjectRef::<DeserializeGuard<MonitoredValidator>>::new(&key.1).within(&key.0);
@@ -89,6 +91,7 @@ impl Monitor {
             .probe_lateness
             .observe(started.saturating_duration_since(due).as_secs_f64());
         let result = self.prober.probe(&config.target, &config.options).await;
+        drop(slot);
         let chain = config.chain.as_str();
         self.metrics
             .probe_latency

@@ -234,6 +234,8 @@ pub struct MonitorOptions {
 pub struct Parts {
     /// Client of the API server (status, Secrets, policies; transient errors retried).
     pub client: Client,
+    /// The status writer (shared with the other writers, and its bound on calls in flight).
+    pub writer: StatusWriter,
     /// Client of remediation actions (no automatic retries: a refusal is an answer).
     pub actions: Client,
     /// Process metrics.
@@ -255,7 +257,7 @@ impl Monitor {
     pub fn new(parts: Parts, options: MonitorOptions) -> Arc<Self> {
         let http = crate::remediate::webhook_client();
         Arc::new(Monitor {
-            writer: StatusWriter::new(parts.client.clone(), parts.metrics.clone()),
+            writer: parts.writer,
             notices: parts.notices,
             deps: Deps {
                 kube: parts.actions,
@@ -433,6 +435,11 @@ impl Monitor {
         self.duty
             .requests
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Probes and actions in flight or waiting (for the metrics gauge).
+    pub fn tasks(&self) -> usize {
+        self.tasks.running()
     }
 
     /// Counts of watched validators by published Ready status (for the metrics gauge).
