@@ -106,11 +106,20 @@ impl StatusWriter {
     /// Waits for a call slot (the wait is counted in `vigil_status_calls_waiting`; the
     /// call's own timeout starts once it has one).
     async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
-        let waiting = &self.metrics.status_calls_waiting;
-        waiting.inc();
-        let permit = self.calls.acquire().await;
-        waiting.dec();
-        permit.expect("the status writer's semaphore is never closed")
+        /// Counts one waiting call until dropped: a wait that is cancelled (a stop, a
+        /// caller's timeout) leaves the gauge right too.
+        struct Waiting<'a>(&'a prometheus::IntGauge);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.dec();
+            }
+        }
+        self.metrics.status_calls_waiting.inc();
+        let _waiting = Waiting(&self.metrics.status_calls_waiting);
+        self.calls
+            .acquire()
+            .await
+            .expect("the status writer's semaphore is never closed")
     }
 
     /// Applies `status` to the status of the `K` named `ns/name` as `manager`. With a
