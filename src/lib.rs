@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod probe;
 pub mod remediate;
+pub mod scope;
 pub mod server;
 pub mod status;
 pub mod telemetry;

@@ -54,9 +54,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "VIGIL_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces (comma-separated or repeated; default: all namespaces).
+    /// Each needs the operator's Role there; nothing outside them is read or written.
+    #[arg(long = "namespace", env = "VIGIL_NAMESPACE", value_delimiter = ',')]
+    namespaces: Vec<String>,
     /// Only handle objects matching this label selector (to shard work across deployments).
     #[arg(long, env = "VIGIL_SELECTOR")]
     selector: Option<String>,
@@ -239,7 +240,7 @@ fn run(args: RunArgs) -> ExitCode {
             }
         };
         let settings = Settings {
-            namespace: args.namespace,
+            scope: vigil::scope::Scope::from_args(&args.namespaces),
             selector: args.selector,
             listen: args.listen,
             lease: LeaseConfig {

@@ -8,6 +8,7 @@ use crate::leader::{Election, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::notice::Notices;
+use crate::scope::Scope;
 use crate::server::{self, Readiness};
 use crate::status::StatusWriter;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
@@ -27,8 +28,8 @@ use tokio::sync::watch;
 /// Settings of `vigil run`.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Watch only this namespace; `None` watches all.
-    pub namespace: Option<String>,
+    /// The namespaces watched.
+    pub scope: Scope,
     /// Label selector restricting the objects this process owns (sharding).
     pub selector: Option<String>,
     /// Address of the HTTP server.
@@ -247,17 +248,6 @@ async fn wait_for_crds(client: &Client, shutdown: &Shutdown) -> Result<bool, Run
     }
 }
 
-fn api_for<K>(client: &Client, namespace: &Option<String>) -> Api<K>
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// What the controllers run with.
 struct Run<'a> {
     clients: Clients,
@@ -283,33 +273,40 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
     let cfg = ControllerConfig::default().concurrency(settings.concurrency);
     let client = clients.api.clone();
 
-    let validators_api: Api<DeserializeGuard<MonitoredValidator>> =
-        api_for(&client, &settings.namespace);
-    let policies_api: Api<DeserializeGuard<MonitorPolicy>> = api_for(&client, &settings.namespace);
-    let runs_api: Api<DeserializeGuard<PipelineRun>> = api_for(&client, &settings.namespace);
+    let scope = &settings.scope;
 
     // The validator cache drops each object's managedFields: nothing reads them, and at
     // 10,000 validators they are about a third of the operator's memory.
     let (v_reader, v_writer) = kube::runtime::reflector::store();
-    let v_stream = {
-        watcher(validators_api.clone(), wc.clone())
-            .default_backoff()
-            .modify(|g| g.managed_fields_mut().clear())
-            .reflect(v_writer)
-            .applied_objects()
-    };
+    let v_stream = scope
+        .watch::<DeserializeGuard<MonitoredValidator>>(&client, wc.clone())
+        .modify(|g| g.managed_fields_mut().clear())
+        .reflect(v_writer)
+        .applied_objects();
     let validator_ctl = Controller::for_stream(v_stream, v_reader).with_config(cfg.clone());
-    let policy_ctl = Controller::new(policies_api.clone(), wc.clone()).with_config(cfg.clone());
+    let (p_reader, p_writer) = kube::runtime::reflector::store();
+    let p_stream = scope
+        .watch::<DeserializeGuard<MonitorPolicy>>(&client, wc.clone())
+        .reflect(p_writer)
+        .applied_objects();
+    let policy_ctl = Controller::for_stream(p_stream, p_reader).with_config(cfg.clone());
     // A run owns its steps' Jobs: a Job finishing (or heartbeating) wakes its run at once.
     // Only Jobs labelled as a run's are watched, not every Job of the cluster.
-    let jobs_api: Api<k8s_openapi::api::batch::v1::Job> = api_for(&client, &settings.namespace);
-    let run_ctl = Controller::new(runs_api, wc.clone())
-        .owns(
-            jobs_api,
+    let (r_reader, r_writer) = kube::runtime::reflector::store();
+    let r_stream = scope
+        .watch::<DeserializeGuard<PipelineRun>>(&client, wc.clone())
+        .reflect(r_writer)
+        .applied_objects();
+    let jobs = scope
+        .watch::<k8s_openapi::api::batch::v1::Job>(
+            &client,
             watcher::Config::default()
                 .any_semantic()
                 .labels(controller::pipeline::RUN_LABEL),
         )
+        .touched_objects();
+    let run_ctl = Controller::for_stream(r_stream, r_reader)
+        .owns_stream(jobs)
         .with_config(cfg);
     let validators = validator_ctl.store();
     // Shards split validators and runs by label; policies are shared, so every shard
@@ -401,13 +398,13 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
     // The shared policy cache, fed by its own watch; validators and runs are reconciled
     // only once it holds the first full list, so that none is judged "policy missing"
     // while the policies are still being listed.
-    let policy_feed = watcher(policies_api.clone(), all_policies.clone())
-        .default_backoff()
+    let policy_feed = scope
+        .watch(&client, all_policies.clone())
         .reflect(policies_writer)
         .take_until(stop.clone())
         .for_each(|_| futures::future::ready(()));
     let validator_ctl = validator_ctl.watches_stream(
-        spec_changes(watcher(policies_api.clone(), all_policies.clone()).default_backoff()),
+        spec_changes(scope.watch(&client, all_policies.clone())),
         move |p| {
             referrers(&v_store, &p, |v: &MonitoredValidator| {
                 Some(v.spec.policy_ref.name.as_str())
@@ -415,21 +412,24 @@ async fn run_controllers(run: Run<'_>, stop: futures::future::Shared<BoxFuture<'
         },
     );
     let r_store = runs.clone();
-    let run_ctl = run_ctl.watches_stream(
-        spec_changes(watcher(policies_api, all_policies).default_backoff()),
-        move |p| {
+    let run_ctl =
+        run_ctl.watches_stream(spec_changes(scope.watch(&client, all_policies)), move |p| {
             referrers(&r_store, &p, |r: &PipelineRun| {
                 r.spec.policy_ref.as_ref().map(|x| x.name.as_str())
             })
+        });
+    // A validator changing re-counts its policy.
+    let policy_ctl = policy_ctl.watches_stream(
+        scope
+            .watch::<DeserializeGuard<MonitoredValidator>>(&client, wc)
+            .touched_objects(),
+        |v| {
+            v.0.as_ref().ok().and_then(|v| {
+                v.namespace()
+                    .map(|ns| ObjectRef::new(&v.spec.policy_ref.name).within(&ns))
+            })
         },
     );
-    // A validator changing re-counts its policy.
-    let policy_ctl = policy_ctl.watches(validators_api, wc, |v| {
-        v.0.as_ref().ok().and_then(|v| {
-            v.namespace()
-                .map(|ns| ObjectRef::new(&v.spec.policy_ref.name).within(&ns))
-        })
-    });
 
     {
         let readiness = readiness.clone();

@@ -111,6 +111,47 @@ fn chart_lints_and_matches_the_plain_manifests() {
     cluster_rules.retain(|r| r["apiGroups"][0] != "apiextensions.k8s.io");
     assert_eq!(role["rules"], Value::Array(cluster_rules));
 
+    // Several namespaces, as a list or a comma-separated string: a Role and RoleBinding in
+    // each, one --namespace argument with all of them.
+    for set in [
+        "watchNamespace={validators,more}",
+        "watchNamespace=validators\\, more",
+    ] {
+        let rendered = helm_ok(
+            c,
+            &[
+                "template",
+                "vigil",
+                CHART,
+                "--namespace",
+                "vigil-system",
+                "--set",
+                "rbac.scope=namespace",
+                "--set",
+                set,
+            ],
+        );
+        let placed = |kind: &str| -> Vec<String> {
+            rendered
+                .split("\n---")
+                .filter_map(|d| serde_yaml::from_str::<Value>(d).ok())
+                .filter(|v| v["kind"] == kind && v["metadata"]["name"] == "vigil")
+                .map(|v| {
+                    v["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(placed("Role"), ["validators", "more"], "{set}");
+        assert_eq!(placed("RoleBinding"), ["validators", "more"], "{set}");
+        assert!(
+            rendered.contains("- --namespace=validators,more\n"),
+            "{set}: {rendered}"
+        );
+    }
+
     // Settings that cannot work are refused with a message a person understands.
     for (set, says) in [
         (

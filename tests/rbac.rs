@@ -250,3 +250,98 @@ fn cluster_mode_writes_leases_only_in_the_operators_own_namespace() {
     assert!(can("get", "secrets", "default"));
     assert!(!can("list", "secrets", "default"));
 }
+
+/// Validators this process knows (every `vigil_validators{ready}` series).
+fn known(op: &support::operator::Operator) -> f64 {
+    ["True", "False", "Unknown"]
+        .iter()
+        .map(|r| {
+            op.metric(&format!("vigil_validators{{ready=\"{r}\"}}"))
+                .unwrap_or(0.0)
+        })
+        .sum()
+}
+
+#[test]
+fn namespace_mode_watches_several_namespaces_with_a_role_in_each() {
+    use std::time::Duration;
+    use support::{apply_ok, condition, eventually, get_json};
+    const T: Duration = Duration::from_secs(90);
+    let c = cluster::shared();
+    support::install_crds(c);
+    let ns = c.namespace("multi");
+    let second = c.namespace("multi-second");
+    let outside = c.namespace("multi-outside");
+    let sim = support::simulator::Simulator::start(&["--nodes", "4", "--block-time", "1s"]);
+    let policy = "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: p\nspec:\n  probe: {interval: 1s, timeout: 900ms, failureThreshold: 1, successThreshold: 1}\n  health: {minPeers: 1}\n";
+    for n in [&ns, &second, &outside] {
+        apply_ok(c, n, policy);
+    }
+    apply_ok(c, &ns, &sim.validator_yaml(0, "p"));
+    apply_ok(c, &second, &sim.validator_yaml(1, "p"));
+    apply_ok(c, &outside, &sim.validator_yaml(2, "p"));
+
+    let mut op = support::operator::Operator::start_watching(c, &ns, &[&second], "multi");
+    op.wait_ready(T);
+    // The chart made a Role in each watched namespace and none elsewhere.
+    let who = format!("system:serviceaccount:{ns}:{ns}");
+    for n in [&ns, &second] {
+        assert!(can(c, &who, "get", "secrets", n), "get secrets in {n}");
+        assert!(can(c, &who, "watch", "monitoredvalidators.vigil.dev", n));
+    }
+    assert!(!can(c, &who, "get", "secrets", &outside));
+    assert!(!can(
+        c,
+        &who,
+        "list",
+        "monitoredvalidators.vigil.dev",
+        &outside
+    ));
+
+    for (n, i) in [(&ns, 0), (&second, 1)] {
+        let name = &sim.nodes[i].name;
+        eventually(T, &format!("{n}/{name} Ready=True"), || {
+            let mv = get_json(c, n, "mv", name)?;
+            (condition(&mv, "Ready")?["status"] == "True").then_some(())
+        });
+    }
+    // Each watched namespace's policy counts its own validator.
+    for n in [&ns, &second] {
+        eventually(T, &format!("policy in {n} counts 1"), || {
+            let p = get_json(c, n, "monitorpolicy", "p")?;
+            (p["status"]["validators"] == 1).then_some(())
+        });
+    }
+    // The gauges are refreshed every few seconds.
+    eventually(T, "the process knows both", || {
+        (known(&op) == 2.0).then_some(())
+    });
+
+    // Objects come and go in either namespace after the first listing.
+    apply_ok(c, &second, &sim.validator_yaml(3, "p"));
+    let name = &sim.nodes[3].name;
+    eventually(
+        T,
+        "a validator added to the second namespace is judged",
+        || {
+            let mv = get_json(c, &second, "mv", name)?;
+            (condition(&mv, "Ready")?["status"] == "True").then_some(())
+        },
+    );
+    c.kubectl_ok(&["delete", "mv", "-n", &ns, &sim.nodes[0].name]);
+    eventually(T, "a deleted validator is forgotten", || {
+        (known(&op) == 2.0 && op.metric("vigil_validators{ready=\"True\"}") == Some(2.0))
+            .then_some(())
+    });
+
+    // The namespace outside the list is never touched, and nothing was refused.
+    let mv = get_json(c, &outside, "mv", &sim.nodes[2].name).expect("still there");
+    assert!(
+        mv["status"].is_null(),
+        "outside validator got a status: {mv}"
+    );
+    let p = get_json(c, &outside, "monitorpolicy", "p").expect("still there");
+    assert!(p["status"].is_null(), "outside policy got a status: {p}");
+    let log = op.log_text();
+    assert!(!log.contains("forbidden"), "a call was refused:\n{log}");
+}

@@ -156,6 +156,15 @@ pub fn events_for(c: &cluster::Cluster, ns: &str, name: &str) -> Vec<(String, St
 /// operator under test has exactly the rights a namespace-mode installation grants, and the
 /// API server enforces them. Returns the ServiceAccount's name.
 pub fn install_operator_rights(c: &cluster::Cluster, ns: &str) -> String {
+    install_operator_rights_watching(c, ns, &[ns])
+}
+
+/// [`install_operator_rights`] with the chart watching `watched` (a Role in each).
+pub fn install_operator_rights_watching(
+    c: &cluster::Cluster,
+    ns: &str,
+    watched: &[&str],
+) -> String {
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/vigil");
     let args = [
         "template",
@@ -166,7 +175,7 @@ pub fn install_operator_rights(c: &cluster::Cluster, ns: &str) -> String {
         "--set",
         "rbac.scope=namespace",
         "--set",
-        &format!("watchNamespace={ns}"),
+        &format!("watchNamespace={}", watched.join("\\,")),
         "--show-only",
         "templates/rbac.yaml",
         "--show-only",
@@ -189,7 +198,16 @@ pub fn install_operator_rights(c: &cluster::Cluster, ns: &str) -> String {
 
 /// A kubeconfig for the ServiceAccount of [`install_operator_rights`].
 pub fn operator_kubeconfig(c: &cluster::Cluster, ns: &str) -> std::path::PathBuf {
-    let sa = install_operator_rights(c, ns);
+    operator_kubeconfig_watching(c, ns, &[ns])
+}
+
+/// [`operator_kubeconfig`] for the chart watching `watched`.
+pub fn operator_kubeconfig_watching(
+    c: &cluster::Cluster,
+    ns: &str,
+    watched: &[&str],
+) -> std::path::PathBuf {
+    let sa = install_operator_rights_watching(c, ns, watched);
     let token = c.kubectl_ok(&["create", "token", &sa, "-n", ns, "--duration=2h"]);
     let server = c.kubectl_ok(&[
         "config",

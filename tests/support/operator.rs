@@ -34,6 +34,22 @@ impl Operator {
         Self::launch(cluster, namespace, identity, extra, true)
     }
 
+    /// [`Operator::start`] watching `also` besides `namespace` (its lease's), with the
+    /// rights the chart grants for that list of namespaces.
+    pub fn start_watching(
+        cluster: &Cluster,
+        namespace: &str,
+        also: &[&str],
+        identity: &str,
+    ) -> Operator {
+        let mut watched = vec![namespace];
+        watched.extend_from_slice(also);
+        let kubeconfig = super::operator_kubeconfig_watching(cluster, namespace, &watched);
+        let also = also.join(",");
+        let extra = ["--namespace", also.as_str()];
+        Self::launch_with(cluster, namespace, identity, &extra, true, kubeconfig, &[])
+    }
+
     /// [`Operator::start`] as a cluster would run it: loopback is refused.
     pub fn start_without_loopback(
         cluster: &Cluster,

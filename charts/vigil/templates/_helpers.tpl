@@ -1,3 +1,15 @@
+{{/*
+The watched namespaces, comma-joined: watchNamespace may be a list or a string of
+comma-separated names. Empty: every namespace.
+*/}}
+{{- define "vigil.watchNamespaces" -}}
+{{- $ns := .Values.watchNamespace | default list -}}
+{{- if kindIs "string" $ns -}}{{- $ns = splitList "," $ns -}}{{- end -}}
+{{- $out := list -}}
+{{- range $ns -}}{{- $n := trim (toString .) -}}{{- if $n -}}{{- $out = append $out $n -}}{{- end -}}{{- end -}}
+{{- $out | uniq | join "," -}}
+{{- end -}}
+
 {{- define "vigil.labels" -}}
 app.kubernetes.io/name: vigil
 app.kubernetes.io/instance: {{ .Release.Name }}
