@@ -398,6 +398,70 @@ fn a_sigkill_mid_incident_neither_repeats_nor_loses_a_notification() {
     assert_eq!(msgs[1], msgs[2], "the same notification again");
 }
 
+/// An action's outcome is read from the validator's status, not only from the moment it
+/// happened: one recorded by a process that died before telling it (simulated by writing
+/// the history entry as that process would have) is told by the next process, once, and
+/// not again by the one after it.
+#[test]
+fn a_remediation_outcome_recorded_before_a_crash_is_told_once_after_it() {
+    let w = world("al-outcome", 1);
+    let slack = Receiver::start();
+    w.secret("slack", &[("url", &slack.url)]);
+    w.policy(
+        "    groupWait: 1s\n    channels: [{name: slack, slack: {webhookUrlSecretRef: {name: slack, key: url}}}]\n    rules: [{channels: [slack], repeatInterval: 1h}]\n",
+    );
+    w.validators();
+    let name = w.sim.nodes[0].name.clone();
+    let token = "tok-before-crash";
+    let entry = serde_json::json!({"status": {"remediation": {"history": [{
+        "token": token,
+        "action": "evictPod",
+        "time": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "result": "Failed",
+        "message": "the eviction was refused",
+        "trigger": "policy",
+        "recovered": false,
+    }]}}});
+    w.c.kubectl_ok(&[
+        "patch",
+        "-n",
+        &w.ns,
+        "mv",
+        &name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &entry.to_string(),
+    ]);
+    let mut op = w.operator("al-outcome-1");
+    let msgs = eventually(T, "the outcome told", || {
+        let m = texts(&slack);
+        (!m.is_empty()).then_some(m)
+    });
+    assert!(msgs[0].contains("RemediationFailed"), "{msgs:?}");
+    let body = String::from_utf8_lossy(&slack.requests()[0].body).to_string();
+    assert!(
+        body.contains(&format!("token {token}): the eviction was refused")),
+        "{body}"
+    );
+    eventually(T, "its record, resolved and confirmed", || {
+        let mv = get_json(w.c, &w.ns, "mv", &name)?;
+        let rec = mv["status"]["alerts"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == "RemediationFailed")?
+            .clone();
+        let confirmed = rec["sent"].as_array()?.iter().all(|s| s["pending"] != true);
+        (rec["resolvedAt"].is_string() && confirmed).then_some(())
+    });
+    op.signal("KILL");
+    op.wait_exit(Duration::from_secs(10));
+    let _op = w.operator("al-outcome-2");
+    w.ready_all("True");
+    let msgs = after(Duration::from_secs(8), || texts(&slack));
+    assert_eq!(msgs.len(), 1, "told again: {msgs:?}");
+}
+
 #[test]
 fn a_flapping_node_is_not_a_notification_per_flap() {
     let w = world("al-flap", 1);

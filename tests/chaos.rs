@@ -300,6 +300,32 @@ fn episodes(alerts: &Receiver) -> Episodes {
     out
 }
 
+/// The `RemediationSucceeded` notifications the webhook channel received, by the action's
+/// token (named in the detail): each distinct notification's toldAt.
+fn healed_told(alerts: &Receiver) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for q in alerts.requests() {
+        let body: Value = serde_json::from_slice(&q.body).unwrap_or_default();
+        if body["alertname"] != "RemediationSucceeded" || body["status"] != "firing" {
+            continue;
+        }
+        for a in body["alerts"].as_array().into_iter().flatten() {
+            let detail = a["detail"].as_str().unwrap_or_default();
+            let token = detail
+                .split_once("token ")
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(t, _)| t.to_string())
+                .unwrap_or_default();
+            let told = out.entry(token).or_default();
+            let at = a["toldAt"].to_string();
+            if !told.contains(&at) {
+                told.push(at);
+            }
+        }
+    }
+    out
+}
+
 /// The hour of the clock a time falls in (the advisor's call budget is per clock hour).
 fn hour_now() -> i64 {
     jiff::Timestamp::now().as_second() / 3600
@@ -328,7 +354,7 @@ fn fifty_sigkills_during_healing_and_archiving_never_act_twice_or_lose_a_run() {
         w.c,
         &w.ns,
         &format!(
-            "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: heal\nspec:\n  probe: {{interval: 1s, timeout: 800ms, failureThreshold: 2, successThreshold: 1}}\n  health: {{minPeers: 1}}\n  remediation: {{action: webhook, cooldown: 2s, maxCooldown: 4s, maxAttempts: 1000, maxUnhealthy: '100%', maxConcurrent: 10}}\n  advisor: {{provider: anthropic, model: m, baseUrl: '{}', apiKeySecretRef: {{name: llm, key: key}}, budget: {{callsPerHour: 3}}}}\n  alerts:\n    groupWait: 1s\n    flapDamping: 2s\n    channels: [{{name: hook, webhook: {{url: '{}'}}}}]\n    rules: [{{channels: [hook], repeatInterval: 1h}}]\n",
+            "apiVersion: vigil.dev/v1alpha1\nkind: MonitorPolicy\nmetadata:\n  name: heal\nspec:\n  probe: {{interval: 1s, timeout: 800ms, failureThreshold: 2, successThreshold: 1}}\n  health: {{minPeers: 1}}\n  remediation: {{action: webhook, cooldown: 2s, maxCooldown: 4s, maxAttempts: 1000, maxUnhealthy: '100%', maxConcurrent: 10}}\n  advisor: {{provider: anthropic, model: m, baseUrl: '{}', apiKeySecretRef: {{name: llm, key: key}}, budget: {{callsPerHour: 3}}}}\n  alerts:\n    groupWait: 1s\n    flapDamping: 2s\n    channels: [{{name: hook, webhook: {{url: '{}'}}}}]\n    rules: [{{channels: [hook], repeatInterval: 1h}}, {{alerts: [RemediationSucceeded], minSeverity: info, channels: [hook]}}]\n",
             llm.base_url, alerts.url
         ),
     );
@@ -497,6 +523,42 @@ fn fifty_sigkills_during_healing_and_archiving_never_act_twice_or_lose_a_run() {
             "episode {key:?}: told {told:?}"
         );
     }
+    // Each validator's last recovery was told, once (the event is read from status: a kill
+    // between the recovery and its alert record loses nothing), and no recovery was told
+    // twice (a redelivery is the same notification).
+    let last_recoveries = || -> Vec<(String, String)> {
+        let all: Value = w.c.kubectl_json(&["get", "mv", "-n", &w.ns, "-o", "json"]);
+        let mut out = Vec::new();
+        for v in all["items"].as_array().unwrap() {
+            let history = v["status"]["remediation"]["history"].as_array().cloned();
+            let last = history
+                .unwrap_or_default()
+                .into_iter()
+                .rev()
+                .find(|h| h["recovered"] == true);
+            if let Some(h) = last {
+                let name = v["metadata"]["name"].as_str().unwrap_or_default();
+                out.push((name.to_string(), h["token"].as_str().unwrap().to_string()));
+            }
+        }
+        out
+    };
+    let recoveries = eventually(T, "each validator's last recovery told", || {
+        let last = last_recoveries();
+        let healed = healed_told(&alerts);
+        last.iter()
+            .all(|(_, token)| healed.contains_key(token))
+            .then_some(last)
+    });
+    assert!(!recoveries.is_empty(), "no action healed a node");
+    let healed = healed_told(&alerts);
+    for (token, told) in &healed {
+        assert_eq!(
+            told.len(),
+            1,
+            "the recovery after {token} was told {told:?}"
+        );
+    }
     let redelivered: usize = eps.values().map(|t| t.len()).sum::<usize>()
         - eps
             .values()
@@ -508,9 +570,10 @@ fn fifty_sigkills_during_healing_and_archiving_never_act_twice_or_lose_a_run() {
             })
             .sum::<usize>();
     eprintln!(
-        "chaos: {kills} SIGKILLs, {} runs archived once each, {total} remediations each run once, {} alert episodes told once each ({redelivered} redelivered after a kill), {llm_calls} LLM calls",
+        "chaos: {kills} SIGKILLs, {} runs archived once each, {total} remediations each run once, {} alert episodes told once each ({redelivered} redelivered after a kill), {} recoveries told once each, {llm_calls} LLM calls",
         runs.len(),
-        eps.len()
+        eps.len(),
+        healed.len()
     );
     for (name, n) in calls(&rx) {
         let rem = get_json(w.c, &w.ns, "mv", &name).unwrap()["status"]["remediation"].clone();

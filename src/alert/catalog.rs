@@ -4,7 +4,7 @@
 
 use crate::api::{
     AlertName, Condition, MonitorPolicyStatus, MonitoredValidatorStatus, PipelineRunStatus,
-    Severity, StepPhase,
+    RemediationResult, Severity, StepPhase,
 };
 use crate::conditions::{Status, kind, reason};
 use crate::notice::{Notice, What};
@@ -295,6 +295,53 @@ pub fn validator(status: &MonitoredValidatorStatus) -> Vec<Firing> {
     out
 }
 
+/// An event read from status: the alert, and which event it is (told once per value).
+pub type Happened = (Firing, String);
+
+/// The outcomes of a validator's remediations, from its status: of the actions in its history
+/// that started at `not_before` or later, the newest that failed, the newest that was blocked
+/// and the newest the node recovered after, each with the action's token. Read from status,
+/// not from a notice, so that an outcome recorded just before a crash is still told by the
+/// next process; it counts as told once its alert's record names that token.
+pub fn remediation_outcomes(
+    status: &MonitoredValidatorStatus,
+    not_before: jiff::Timestamp,
+) -> Vec<Happened> {
+    let Some(rem) = &status.remediation else {
+        return Vec::new();
+    };
+    let mut out: Vec<Happened> = Vec::new();
+    for h in rem.history.iter().rev() {
+        if h.time.as_ref().is_none_or(|t| t.0 < not_before) {
+            continue;
+        }
+        let (name, what) = match (h.result, h.recovered) {
+            (RemediationResult::Failed, _) => (AlertName::RemediationFailed, h.message.clone()),
+            (RemediationResult::Blocked, _) => (
+                AlertName::RemediationBlocked,
+                format!("{}; retried later", h.message),
+            ),
+            // The action's own success is not the news; the node healing after it is.
+            (_, Some(true)) => (
+                AlertName::RemediationSucceeded,
+                "the node is healthy again".to_string(),
+            ),
+            _ => continue,
+        };
+        if out.iter().any(|(f, _)| f.name == name) {
+            continue; // an older one: told before the newer, or with it
+        }
+        let trigger = if h.trigger.is_empty() {
+            "policy"
+        } else {
+            &h.trigger
+        };
+        let detail = format!("{} ({trigger}, token {}): {what}", h.action, h.token);
+        out.push((Firing::new(name, detail), h.token.clone()));
+    }
+    out
+}
+
 /// A validator under a policy, as the policy's fleet alerts list it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
@@ -355,6 +402,27 @@ pub fn policy(status: &MonitorPolicyStatus, members: &[Member]) -> Vec<Firing> {
     out
 }
 
+/// The event of a pipeline run, from its status: its archive verified, when that happened at
+/// `not_before` or later (read every round, like [`remediation_outcomes`]).
+pub fn run_events(status: &PipelineRunStatus, not_before: jiff::Timestamp) -> Vec<Happened> {
+    status
+        .conditions
+        .iter()
+        .filter(|c| {
+            c.type_ == kind::ARCHIVED
+                && c.status == Status::True.as_str()
+                && c.reason == crate::pipeline::lifecycle::reason::VERIFIED
+                && c.last_transition_time.0 >= not_before
+        })
+        .map(|c| {
+            (
+                Firing::new(AlertName::ArchiveVerified, &c.message),
+                c.last_transition_time.0.to_string(),
+            )
+        })
+        .collect()
+}
+
 /// The state alerts of a pipeline run: its outcome, each failed step, a failed archive.
 pub fn run(status: &PipelineRunStatus) -> Vec<Firing> {
     let cs = &status.conditions;
@@ -390,16 +458,20 @@ pub const ADVISOR_ALERT: &str = "AdvisorAlert";
 /// The event alert a notice is, if any.
 pub fn event(n: &Notice) -> Option<Firing> {
     let name = match n.what {
-        // The action's own success is not the news; the node healing after it is.
-        What::Recovered => AlertName::RemediationSucceeded,
-        What::RemediationFailed => AlertName::RemediationFailed,
-        What::RemediationBlocked | What::RemediationHeld => AlertName::RemediationBlocked,
-        What::ArchiveVerified => AlertName::ArchiveVerified,
+        // Outcomes of actions and verified archives come from status (`remediation_outcomes`,
+        // `run_events`); a held manual restart is recorded nowhere else.
+        What::RemediationHeld => AlertName::RemediationBlocked,
         What::Advice if n.reason == ADVISOR_ALERT => AlertName::AdvisorAlert,
         What::Advice => AlertName::Advice,
         _ => return None,
     };
-    Some(Firing::new(name, &n.message))
+    let f = Firing::new(name, &n.message);
+    // Not the record of the outcomes read from status (same alert, another fingerprint).
+    Some(if n.what == What::RemediationHeld {
+        f.subject("manual restart")
+    } else {
+        f
+    })
 }
 
 #[cfg(test)]
@@ -669,5 +741,119 @@ mod tests {
         };
         let subjects: Vec<_> = run(&s).into_iter().map(|f| f.subject).collect();
         assert_eq!(subjects, ["a", "b"], "one alert per failed step");
+        // A verified archive is an event, read while it is recent.
+        let mut verified = cond("Archived", "True", "Verified");
+        let t0 = verified.last_transition_time.0;
+        verified.message = "Archived to s3://b/k and read back".into();
+        let s = PipelineRunStatus {
+            conditions: vec![cond("Succeeded", "True", "Succeeded"), verified],
+            ..Default::default()
+        };
+        let events = run_events(&s, t0);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].0.name, A::ArchiveVerified);
+        assert_eq!(events[0].1, t0.to_string(), "the archive's time");
+        assert!(run(&s).is_empty(), "not a state");
+        let later = t0 + jiff::SignedDuration::from_secs(1);
+        assert!(run_events(&s, later).is_empty(), "older than the window");
+        let mut s = s;
+        s.conditions[1] = cond("Archived", "False", "UploadFailed");
+        assert!(run_events(&s, t0).is_empty());
+    }
+
+    #[test]
+    fn remediation_outcomes_come_from_the_history() {
+        use crate::api::{RemediationRecord, RemediationStatus};
+        use AlertName as A;
+        use RemediationResult as R;
+        let t0 = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+        let rec = |token: &str, s: i64, result, recovered| RemediationRecord {
+            token: token.into(),
+            action: "evictPod".into(),
+            time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(s))),
+            result,
+            message: "the API refused it".into(),
+            trigger: "policy".into(),
+            recovered,
+        };
+        type Case = (
+            &'static str,
+            Vec<RemediationRecord>,
+            Vec<(AlertName, &'static str)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "failed",
+                vec![rec("a", 0, R::Failed, Some(false))],
+                vec![(A::RemediationFailed, "a")],
+            ),
+            (
+                "blocked",
+                vec![rec("b", 0, R::Blocked, None)],
+                vec![(A::RemediationBlocked, "b")],
+            ),
+            (
+                "healed",
+                vec![rec("c", 0, R::Succeeded, Some(true))],
+                vec![(A::RemediationSucceeded, "c")],
+            ),
+            (
+                "interrupted, then healed",
+                vec![rec("d", 0, R::Interrupted, Some(true))],
+                vec![(A::RemediationSucceeded, "d")],
+            ),
+            (
+                "done, not yet healed",
+                vec![rec("e", 0, R::Succeeded, None)],
+                vec![],
+            ),
+            (
+                "done, never healed",
+                vec![rec("f", 0, R::Succeeded, Some(false))],
+                vec![],
+            ),
+            ("dry run", vec![rec("g", 0, R::DryRun, Some(false))], vec![]),
+            ("in flight", vec![rec("h", 0, R::InFlight, None)], vec![]),
+            (
+                "older than the window",
+                vec![rec("i", -1, R::Failed, Some(false))],
+                vec![],
+            ),
+            (
+                "the newest of each",
+                vec![
+                    rec("j1", 0, R::Failed, Some(false)),
+                    rec("j2", 5, R::Succeeded, Some(true)),
+                    rec("j3", 9, R::Failed, Some(false)),
+                    rec("j4", 12, R::Succeeded, None),
+                ],
+                vec![
+                    (A::RemediationFailed, "j3"),
+                    (A::RemediationSucceeded, "j2"),
+                ],
+            ),
+        ];
+        for (what, history, want) in cases {
+            let s = MonitoredValidatorStatus {
+                remediation: Some(RemediationStatus {
+                    history: history.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let got = remediation_outcomes(&s, t0);
+            assert_eq!(got.len(), want.len(), "{what}: {got:?}");
+            for ((f, which), (name, token)) in got.iter().zip(&want) {
+                assert_eq!(f.name, *name, "{what}");
+                assert!(
+                    f.detail.contains(&format!("token {token})")),
+                    "{what}: {}",
+                    f.detail
+                );
+                assert_eq!(which, token, "{what}: the action's token");
+            }
+        }
+        assert!(remediation_outcomes(&Default::default(), t0).is_empty());
     }
 }

@@ -150,6 +150,12 @@ pub struct Object<'a> {
     /// What fires now (state alerts from its status, events from notices), each with its
     /// fingerprint.
     pub firing: Vec<(String, Firing)>,
+    /// Events read from its status, each with its fingerprint and which event it is (an
+    /// action's token): unlike a notice's, one is read again every round, so it fires only
+    /// while the record of its fingerprint names another (or there is none). Only the
+    /// newest of a fingerprint is given, and no older than a told record is kept (the
+    /// retention).
+    pub events: Vec<(String, Firing, String)>,
 }
 
 /// Firing or resolved.
@@ -212,6 +218,7 @@ fn record_of(fp: &str, f: &Firing, now: Timestamp) -> AlertRecord {
         subject: f.subject.clone(),
         severity: f.severity,
         message: cap(&f.detail),
+        event: String::new(),
         firing_since: Some(Time(now)),
         cleared_at: None,
         resolved_at: None,
@@ -285,6 +292,15 @@ pub fn decide(
                     (fp.clone(), f.clone(), r)
                 })
                 .collect();
+            for (fp, f, which) in &o.events {
+                let record = o.records.iter().find(|r| &r.fingerprint == fp);
+                // Told when its record names it; an earlier one still on its way goes first
+                // (below), and this one starts a new record after it.
+                let told = record.is_some_and(|r| r.resolved_at.is_none() || &r.event == which);
+                if !told && !v.iter().any(|(x, ..)| x == fp) {
+                    v.push((fp.clone(), f.clone(), None));
+                }
+            }
             for r in o.records {
                 let pending_event =
                     catalog::info(r.name).kind == Kind::Event && r.resolved_at.is_none();
@@ -340,7 +356,13 @@ pub fn decide(
             let routes = route(f);
             let mut rec = match r {
                 Some(r) => (*r).clone(),
-                None => record_of(fp, f, now),
+                None => {
+                    let mut rec = record_of(fp, f, now);
+                    if let Some((.., which)) = o.events.iter().find(|(x, ..)| x == fp) {
+                        rec.event = which.clone();
+                    }
+                    rec
+                }
             };
             rec.cleared_at = None;
             rec.severity = f.severity;
@@ -619,11 +641,17 @@ mod tests {
             }
         }
         fn tick(&mut self, t: i64, firing: &[Firing]) {
+            self.tick_reading(t, firing, &[]);
+        }
+        /// A tick with `events` read from status as well.
+        fn tick_reading(&mut self, t: i64, firing: &[Firing], events: &[(Firing, &str)]) {
+            let fp = |f: &Firing| fingerprint("ns", "V", "v", f.name, &f.subject);
             let obj = Object {
                 records: &self.records,
-                firing: firing
+                firing: firing.iter().map(|f| (fp(f), f.clone())).collect(),
+                events: events
                     .iter()
-                    .map(|f| (fingerprint("ns", "V", "v", f.name, &f.subject), f.clone()))
+                    .map(|(f, which)| (fp(f), f.clone(), which.to_string()))
                     .collect(),
             };
             let d = decide(&[obj], &self.alerts, &timing(), at(t), &InFlight::new());
@@ -763,6 +791,61 @@ mod tests {
         assert!(quiet.sends("slack").is_empty());
     }
 
+    /// An outcome read from status every round (a crash cannot lose it between the action
+    /// and its record): told once, not again by a new process reading the records back; a
+    /// newer one is told too, after an older one still on its way, however late the older
+    /// one's record started.
+    #[test]
+    fn events_read_from_status_are_told_once_and_each_newer_one_after() {
+        let failed = |what: &str| Firing::new(AlertName::RemediationFailed, what);
+        let mut s = Sim::new(default_rule());
+        for t in 0..3000 {
+            s.tick_reading(t, &[], &[(failed("a"), "a")]);
+        }
+        assert_eq!(s.sends("slack"), [(10, State::Firing, false)]);
+        assert_eq!(s.records.len(), 1);
+        assert!(s.records[0].resolved_at.is_some(), "told everywhere: done");
+        assert_eq!(s.records[0].event, "a");
+
+        let mut again = Sim::new(default_rule());
+        again.records = s.records.clone();
+        for t in 3000..3100 {
+            again.tick_reading(t, &[], &[(failed("a"), "a")]);
+        }
+        assert!(again.sends("slack").is_empty(), "told before");
+        for t in 3100..3200 {
+            again.tick_reading(t, &[], &[(failed("b"), "b")]);
+        }
+        assert_eq!(again.sends("slack"), [(3110, State::Firing, false)]);
+        assert_eq!(
+            (
+                again.records[0].message.as_str(),
+                again.records[0].event.as_str()
+            ),
+            ("b", "b")
+        );
+
+        // A newer one while the older waits out its group wait: both, one after the other.
+        let mut two = Sim::new(default_rule());
+        for t in 0..100 {
+            let newest = if t < 3 { "a" } else { "b" };
+            two.tick_reading(t, &[], &[(failed(newest), newest)]);
+        }
+        assert_eq!(
+            two.sends("slack"),
+            [(10, State::Firing, false), (21, State::Firing, false)]
+        );
+        assert_eq!(two.records[0].event, "b");
+
+        // A notice of the same alert in the same round is one alert.
+        let mut both = Sim::new(default_rule());
+        for t in 0..100 {
+            let notice = if t == 0 { vec![failed("a")] } else { vec![] };
+            both.tick_reading(t, &notice, &[(failed("a"), "a")]);
+        }
+        assert_eq!(both.sends("slack"), [(10, State::Firing, false)]);
+    }
+
     #[test]
     fn resolves_only_where_asked() {
         let mut s = Sim::new(default_rule());
@@ -805,6 +888,7 @@ mod tests {
                     } else {
                         vec![]
                     },
+                    events: vec![],
                 })
                 .collect();
             let d = decide(&objects, &a, &timing(), at(t), &in_flight);
@@ -832,6 +916,7 @@ mod tests {
                 let obj = Object {
                     records,
                     firing: firing.to_vec(),
+                    events: vec![],
                 };
                 decide(&[obj], &a, &timing(), at(t), in_flight)
             };
@@ -889,6 +974,7 @@ mod tests {
         let obj = Object {
             records: &rs,
             firing: firing.clone(),
+            events: vec![],
         };
         let d = decide(&[obj], &a, &timing(), odd, &InFlight::new());
         let told_at = slack(&d)[0].1;

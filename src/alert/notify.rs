@@ -99,6 +99,8 @@ struct Subject<'a> {
     key: ObjKey,
     records: &'a [AlertRecord],
     firing: Vec<(String, Firing)>,
+    /// Events read from its status, with which event each is.
+    events: Vec<(String, Firing, String)>,
     resource_version: Option<String>,
     chain: String,
     did: String,
@@ -352,6 +354,10 @@ impl Alerter {
             Vec::new()
         };
 
+        let timing = Timing::of(&policy.alerts);
+        let outcomes_since = now
+            .checked_sub(jiff::SignedDuration::try_from(timing.retention).unwrap_or_default())
+            .unwrap_or(now);
         let mut subjects: Vec<Subject> = Vec::new();
         {
             let key = (Object::Policy, ns.clone(), name.clone());
@@ -372,6 +378,7 @@ impl Alerter {
                     .map(|s| s.alerts.as_slice())
                     .unwrap_or_default(),
                 firing,
+                events: Vec::new(),
                 resource_version: pol.resource_version(),
                 chain: String::new(),
                 did: String::new(),
@@ -398,13 +405,24 @@ impl Alerter {
                     .into_iter()
                     .map(|f| (fp(Object::Validator, &vname, &f), f)),
             );
-            if firing.is_empty() && records.is_empty() {
+            // Outcomes recorded no longer ago than a told one's record is kept (so that
+            // one is never told twice).
+            let events: Vec<_> = v
+                .status
+                .as_ref()
+                .map(|s| catalog::remediation_outcomes(s, outcomes_since))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(f, which)| (fp(Object::Validator, &vname, &f), f, which))
+                .collect();
+            if firing.is_empty() && records.is_empty() && events.is_empty() {
                 continue; // healthy and nothing to resolve: the common case, no work
             }
             subjects.push(Subject {
                 key,
                 records,
                 firing,
+                events,
                 resource_version: v.resource_version(),
                 chain: v.spec.chain.as_str().to_string(),
                 did: did_of(v),
@@ -431,13 +449,22 @@ impl Alerter {
                     .into_iter()
                     .map(|f| (fp(Object::Run, &rname, &f), f)),
             );
-            if firing.is_empty() && records.is_empty() {
+            let events: Vec<_> = r
+                .status
+                .as_ref()
+                .map(|s| catalog::run_events(s, outcomes_since))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(f, which)| (fp(Object::Run, &rname, &f), f, which))
+                .collect();
+            if firing.is_empty() && records.is_empty() && events.is_empty() {
                 continue;
             }
             subjects.push(Subject {
                 key,
                 records,
                 firing,
+                events,
                 resource_version: r.resource_version(),
                 chain: String::new(),
                 did: String::new(),
@@ -461,15 +488,10 @@ impl Alerter {
             .map(|(s, c)| Input {
                 records: c.as_deref().unwrap_or(s.records),
                 firing: s.firing.clone(),
+                events: s.events.clone(),
             })
             .collect();
-        let decision = decide::decide(
-            &inputs,
-            &policy.alerts,
-            &Timing::of(&policy.alerts),
-            now,
-            &memory.in_flight,
-        );
+        let decision = decide::decide(&inputs, &policy.alerts, &timing, now, &memory.in_flight);
 
         // Record first; only what was recorded is sent.
         let mut saved = vec![false; subjects.len()];

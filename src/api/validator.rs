@@ -639,6 +639,10 @@ pub struct AlertRecord {
     /// What was seen (at most 256 bytes).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// For an event read from status, which one it tells (an action's token, an archive's
+    /// time): each is told once, and a newer one starts a new record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event: String,
     /// When the problem started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firing_since: Option<Time>,
