@@ -200,8 +200,8 @@ fn source_str(s: AdviceSource) -> &'static str {
     }
 }
 
-/// The notice message of an advice, for people.
-fn told(a: &AdviceRecord) -> String {
+/// The message of an advice, for people (its notice and its alert).
+pub fn told(a: &AdviceRecord) -> String {
     let who = if a.model.is_empty() {
         a.provider.as_str().to_string()
     } else {

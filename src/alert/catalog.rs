@@ -402,6 +402,29 @@ pub fn policy(status: &MonitorPolicyStatus, members: &[Member]) -> Vec<Firing> {
     out
 }
 
+/// The events of an object's latest advice (a validator's `advice`, a policy's
+/// `fleetAdvice`), when it was given at `not_before` or later: `Advice`, and `AdvisorAlert`
+/// when Vigil applied advice that asks people to look. Read every round, like
+/// [`remediation_outcomes`]; one advice is one event, named by its question and time.
+pub fn advice_events(
+    advice: Option<&crate::api::AdviceRecord>,
+    not_before: jiff::Timestamp,
+) -> Vec<Happened> {
+    let Some(a) = advice else {
+        return Vec::new();
+    };
+    let Some(at) = a.time.as_ref().map(|t| t.0).filter(|t| *t >= not_before) else {
+        return Vec::new();
+    };
+    let which = format!("{}@{at}", a.fingerprint);
+    let told = crate::advisor::task::told(a);
+    let mut out = vec![(Firing::new(AlertName::Advice, &told), which.clone())];
+    if a.applied && a.action == "alert" {
+        out.push((Firing::new(AlertName::AdvisorAlert, told), which));
+    }
+    out
+}
+
 /// The event of a pipeline run, from its status: its archive verified, when that happened at
 /// `not_before` or later (read every round, like [`remediation_outcomes`]).
 pub fn run_events(status: &PipelineRunStatus, not_before: jiff::Timestamp) -> Vec<Happened> {
@@ -458,11 +481,10 @@ pub const ADVISOR_ALERT: &str = "AdvisorAlert";
 /// The event alert a notice is, if any.
 pub fn event(n: &Notice) -> Option<Firing> {
     let name = match n.what {
-        // Outcomes of actions and verified archives come from status (`remediation_outcomes`,
-        // `run_events`); a held manual restart is recorded nowhere else.
+        // Outcomes of actions, advice and verified archives come from status
+        // (`remediation_outcomes`, `advice_events`, `run_events`); a held manual restart is
+        // recorded nowhere else.
         What::RemediationHeld => AlertName::RemediationBlocked,
-        What::Advice if n.reason == ADVISOR_ALERT => AlertName::AdvisorAlert,
-        What::Advice => AlertName::Advice,
         _ => return None,
     };
     let f = Firing::new(name, &n.message);
@@ -855,5 +877,68 @@ mod tests {
             }
         }
         assert!(remediation_outcomes(&Default::default(), t0).is_empty());
+    }
+
+    #[test]
+    fn advice_events_come_from_the_latest_advice() {
+        use crate::api::AdviceRecord;
+        use AlertName as A;
+        let t0 = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        let advice = |action: &str, applied, s: i64| AdviceRecord {
+            time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                t0 + jiff::SignedDuration::from_secs(s),
+            )),
+            fingerprint: "q1".into(),
+            action: action.into(),
+            applied,
+            summary: "the node is stuck at one height".into(),
+            ..Default::default()
+        };
+        type Case = (&'static str, Option<AdviceRecord>, Vec<AlertName>);
+        let cases: Vec<Case> = vec![
+            ("no advice", None, vec![]),
+            (
+                "advice",
+                Some(advice("investigate", false, 0)),
+                vec![A::Advice],
+            ),
+            (
+                "an alert not applied",
+                Some(advice("alert", false, 0)),
+                vec![A::Advice],
+            ),
+            (
+                "an applied alert",
+                Some(advice("alert", true, 0)),
+                vec![A::Advice, A::AdvisorAlert],
+            ),
+            (
+                "an applied restart",
+                Some(advice("restart", true, 0)),
+                vec![A::Advice],
+            ),
+            (
+                "older than the window",
+                Some(advice("alert", true, -1)),
+                vec![],
+            ),
+        ];
+        for (what, a, want) in cases {
+            let got = advice_events(a.as_ref(), t0);
+            let got_names: Vec<_> = got.iter().map(|(f, _)| f.name).collect();
+            assert_eq!(got_names, want, "{what}");
+            for (f, which) in &got {
+                assert_eq!(
+                    which,
+                    &format!("q1@{t0}"),
+                    "{what}: the question and its time"
+                );
+                assert!(
+                    f.detail.contains("stuck at one height"),
+                    "{what}: {}",
+                    f.detail
+                );
+            }
+        }
     }
 }

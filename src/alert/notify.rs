@@ -355,7 +355,7 @@ impl Alerter {
         };
 
         let timing = Timing::of(&policy.alerts);
-        let outcomes_since = now
+        let events_since = now
             .checked_sub(jiff::SignedDuration::try_from(timing.retention).unwrap_or_default())
             .unwrap_or(now);
         let mut subjects: Vec<Subject> = Vec::new();
@@ -378,7 +378,10 @@ impl Alerter {
                     .map(|s| s.alerts.as_slice())
                     .unwrap_or_default(),
                 firing,
-                events: Vec::new(),
+                events: catalog::advice_events(pstatus.fleet_advice.as_ref(), events_since)
+                    .into_iter()
+                    .map(|(f, which)| (fp(Object::Policy, &name, &f), f, which))
+                    .collect(),
                 resource_version: pol.resource_version(),
                 chain: String::new(),
                 did: String::new(),
@@ -405,12 +408,16 @@ impl Alerter {
                     .into_iter()
                     .map(|f| (fp(Object::Validator, &vname, &f), f)),
             );
-            // Outcomes recorded no longer ago than a told one's record is kept (so that
+            // Events (outcomes, advice) no older than a told one's record is kept (so that
             // one is never told twice).
             let events: Vec<_> = v
                 .status
                 .as_ref()
-                .map(|s| catalog::remediation_outcomes(s, outcomes_since))
+                .map(|s| {
+                    let mut e = catalog::remediation_outcomes(s, events_since);
+                    e.extend(catalog::advice_events(s.advice.as_ref(), events_since));
+                    e
+                })
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(f, which)| (fp(Object::Validator, &vname, &f), f, which))
@@ -452,7 +459,7 @@ impl Alerter {
             let events: Vec<_> = r
                 .status
                 .as_ref()
-                .map(|s| catalog::run_events(s, outcomes_since))
+                .map(|s| catalog::run_events(s, events_since))
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(f, which)| (fp(Object::Run, &rname, &f), f, which))
