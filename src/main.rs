@@ -91,7 +91,8 @@ struct RunArgs {
     #[arg(long, env = "VIGIL_PROBE_MEMORY_BUDGET", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(16..=4096))]
     probe_memory_budget: u64,
-    /// Also refresh block heights in status this often when nothing else changed (e.g. 5m);
+    /// Also refresh block heights in status this often when nothing else changed (e.g. 5m),
+    /// each validator at its own point of the period so the fleet's writes spread over it;
     /// 0s writes them only together with a change, so a healthy fleet causes no writes.
     #[arg(long, env = "VIGIL_FACTS_REFRESH", default_value = "0s")]
     facts_refresh: String,

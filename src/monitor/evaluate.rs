@@ -4,8 +4,8 @@
 //!
 //! Status writes happen only when a condition, the observed generation or the published
 //! facts change. Block heights alone do not count (a steady healthy fleet causes no
-//! writes); they are refreshed with every write, and at most every `facts_refresh` when
-//! that is non-zero.
+//! writes); they are refreshed with every write, and once every `facts_refresh` when that
+//! is non-zero, at the validator's own point of the period (`schedule::refresh_due`).
 
 use super::{Config, IncidentState, Key, Monitor, VIEW_REUSE, fleet_key};
 use crate::api::{ChainFacts, MonitoredValidator, ProbeRecord};
@@ -262,9 +262,14 @@ impl Monitor {
             };
             let conditions_changed = s.conditions != previous.conditions
                 || s.observed_generation != previous.observed_generation;
+            let since = |t: Instant| t.saturating_duration_since(self.epoch);
             let refresh_due = self.facts_refresh > Duration::ZERO
-                && e.last_write
-                    .is_none_or(|t| t.elapsed() >= self.facts_refresh);
+                && super::schedule::refresh_due(
+                    since(e.last_write),
+                    since(Instant::now()),
+                    self.facts_refresh,
+                    super::schedule::phase(key, self.facts_refresh),
+                );
             // Facts, the last probe and the counters ride along with a change (or a due
             // refresh); alone they would make every probe a write.
             if let Some(Seen {
@@ -292,7 +297,7 @@ impl Monitor {
                 e.status = s;
                 e.version += 1;
             }
-            e.last_write = Some(Instant::now());
+            e.last_write = Instant::now();
             transitions
         };
         self.commit(key, transitions, "Probe").await;

@@ -73,7 +73,9 @@ struct Entry {
     memory: Memory,
     /// The status as last written (or as found when the entry was created).
     status: MonitoredValidatorStatus,
-    last_write: Option<Instant>,
+    /// When the status was last written (or the entry made: the object's status is as
+    /// good as written then), for spreading facts refreshes.
+    last_write: Instant,
     /// Bumped on every change of `status` in the cache.
     version: u64,
     /// The `version` the API server last accepted; a difference is a write still due.
@@ -125,7 +127,7 @@ impl Entry {
             running: false,
             memory: Memory::default(),
             status: own_status(mv),
-            last_write: None,
+            last_write: Instant::now(),
             version: 0,
             written: 0,
             write_lock: Arc::default(),
@@ -208,6 +210,8 @@ pub struct Monitor {
     /// Probe slots, shared fairly between namespaces.
     permits: Arc<fair::FairSlots>,
     facts_refresh: Duration,
+    /// The start of the monitor: facts refreshes are scheduled in periods counted from it.
+    epoch: Instant,
     validators: Store<DeserializeGuard<MonitoredValidator>>,
     /// Decide and record, never act.
     dry_run: bool,
@@ -270,6 +274,7 @@ impl Monitor {
             wake: Notify::new(),
             permits: fair::FairSlots::new(options.concurrency),
             facts_refresh: options.facts_refresh,
+            epoch: Instant::now(),
             validators: parts.validators,
             dry_run: options.dry_run,
             leader: parts.leader,

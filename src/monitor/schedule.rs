@@ -29,6 +29,18 @@ pub fn phase(key: &Key, interval: Duration) -> Duration {
     Duration::from_millis(h % ms)
 }
 
+/// Whether a validator whose status was last written at `last` is due a facts refresh at
+/// `now` (both measured from one epoch): once in each `every`-long period, at the
+/// validator's own `offset` into it ([`phase`]). Validators written at the same moment (a
+/// fleet created together, or found after a restart) so refresh spread over the period
+/// instead of all in one probe round: at 10,000 validators that round was 10,000 status
+/// writes queued at once, and the memory of the queue stayed with the allocator.
+pub fn refresh_due(last: Duration, now: Duration, every: Duration, offset: Duration) -> bool {
+    let period = every.as_nanos().max(1);
+    let slot = |t: Duration| (t.as_nanos() + offset.as_nanos()) / period;
+    slot(now) > slot(last)
+}
+
 /// Counts tasks in flight, wakes a waiter when none is left, and cancels the rest at a
 /// stop's deadline (so that nothing outlives the stop holding the monitor, its notice
 /// senders or its view of the lease).
@@ -179,6 +191,69 @@ impl Monitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refreshes_come_once_per_period_at_the_validators_phase() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // (last, now, every, offset, due)
+        let table = [
+            // Offset 0: the period's boundaries are multiples of it.
+            (s(0), s(59), s(60), s(0), false),
+            (s(0), s(60), s(60), s(0), true),
+            (s(61), s(119), s(60), s(0), false),
+            (s(61), s(120), s(60), s(0), true),
+            // Offset 15 s: the boundaries move 15 s earlier (45 s, 105 s, ...).
+            (s(0), s(44), s(60), s(15), false),
+            (s(0), s(45), s(60), s(15), true),
+            (s(45), s(104), s(60), s(15), false),
+            (s(45), s(105), s(60), s(15), true),
+            // Once per period, even when the last write was just before the boundary.
+            (ms(44_999), s(45), s(60), s(15), true),
+            // Several periods missed (no probe ran): one refresh, not several.
+            (s(0), s(600), s(60), s(15), true),
+            // A clock that did not move, or a last write "after" now: never due.
+            (s(10), s(10), s(60), s(15), false),
+            (s(20), s(10), s(60), s(15), false),
+            // A zero period cannot divide by zero (the caller skips it anyway).
+            (s(0), s(1), s(0), s(0), true),
+        ];
+        for (last, now, every, offset, due) in table {
+            assert_eq!(
+                refresh_due(last, now, every, offset),
+                due,
+                "last {last:?} now {now:?} every {every:?} offset {offset:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fleet_written_at_once_refreshes_spread_over_the_period() {
+        // 10,000 validators all written at 0; a probe of each every 10 s; refresh 10 m.
+        let every = Duration::from_secs(600);
+        let keys: Vec<Key> = (0..10_000)
+            .map(|i| ("ns".to_string(), format!("val-{i}")))
+            .collect();
+        let mut last = vec![Duration::ZERO; keys.len()];
+        let mut per_round = Vec::new();
+        for round in 1..=120u64 {
+            let now = Duration::from_secs(round * 10);
+            let mut due = 0;
+            for (k, l) in keys.iter().zip(last.iter_mut()) {
+                if refresh_due(*l, now, every, phase(k, every)) {
+                    *l = now;
+                    due += 1;
+                }
+            }
+            per_round.push(due);
+        }
+        // Every validator refreshes once in each period...
+        assert_eq!(per_round[..60].iter().sum::<usize>(), 10_000);
+        assert_eq!(per_round[60..].iter().sum::<usize>(), 10_000);
+        // ...about 10,000 / 60 per probe round, never the whole fleet in one.
+        let most = *per_round.iter().max().unwrap();
+        assert!(most < 300, "{most} refreshes in one round: {per_round:?}");
+    }
 
     #[test]
     fn phases_are_stable_and_spread() {
