@@ -16,15 +16,7 @@ const KEY: &str = "sk-test-7f3a9c1e5b";
 
 fn world(prefix: &str, nodes: usize) -> World {
     let w = World::new(prefix, nodes, &["--peers", "12"]);
-    w.c.kubectl_ok(&[
-        "create",
-        "secret",
-        "generic",
-        "llm",
-        "-n",
-        &w.ns,
-        &format!("--from-literal=key={KEY}"),
-    ]);
+    w.secret("llm", &[("key", KEY)]);
     w
 }
 

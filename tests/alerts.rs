@@ -49,20 +49,14 @@ impl World {
         }
     }
 
-    fn secret(&self, name: &str, kv: &[(&str, &str)]) {
-        let mut args = vec![
-            "create".to_string(),
-            "secret".into(),
-            "generic".into(),
-            name.into(),
-            "-n".into(),
-            self.ns.clone(),
-        ];
-        for (k, v) in kv {
-            args.push(format!("--from-literal={k}={v}"));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.c.kubectl_ok(&args);
+    /// A Slack channel posting to `slack` (its URL in Secret `slack`), and policy
+    /// `alerting` with these alert `settings` (YAML, lines after the first indented four
+    /// spaces, e.g. `groupWait: 1s`) and `rules` (YAML indented four spaces, or empty).
+    fn slack_policy(&self, slack: &Receiver, settings: &str, rules: &str) {
+        self.secret("slack", &[("url", &slack.url)]);
+        self.policy(&format!(
+            "    {settings}\n    channels: [{{name: slack, slack: {{webhookUrlSecretRef: {{name: slack, key: url}}}}}}]\n{rules}"
+        ));
     }
 
     fn policy_json(&self) -> Value {
@@ -359,9 +353,10 @@ fn slack_pending(w: &World) -> Option<bool> {
 fn a_sigkill_mid_incident_neither_repeats_nor_loses_a_notification() {
     let w = world("al-kill", 1);
     let slack = Receiver::start();
-    w.secret("slack", &[("url", &slack.url)]);
-    w.policy(
-        "    groupWait: 1s\n    flapDamping: 2s\n    channels: [{name: slack, slack: {webhookUrlSecretRef: {name: slack, key: url}}}]\n    rules: [{channels: [slack], repeatInterval: 1h}]\n",
+    w.slack_policy(
+        &slack,
+        "groupWait: 1s\n    flapDamping: 2s",
+        "    rules: [{channels: [slack], repeatInterval: 1h}]\n",
     );
     w.validators();
     let mut op = w.operator("al-kill-1");
@@ -406,9 +401,10 @@ fn a_sigkill_mid_incident_neither_repeats_nor_loses_a_notification() {
 fn a_remediation_outcome_recorded_before_a_crash_is_told_once_after_it() {
     let w = world("al-outcome", 1);
     let slack = Receiver::start();
-    w.secret("slack", &[("url", &slack.url)]);
-    w.policy(
-        "    groupWait: 1s\n    channels: [{name: slack, slack: {webhookUrlSecretRef: {name: slack, key: url}}}]\n    rules: [{channels: [slack], repeatInterval: 1h}]\n",
+    w.slack_policy(
+        &slack,
+        "groupWait: 1s",
+        "    rules: [{channels: [slack], repeatInterval: 1h}]\n",
     );
     w.validators();
     let name = w.sim.nodes[0].name.clone();
@@ -466,10 +462,7 @@ fn a_remediation_outcome_recorded_before_a_crash_is_told_once_after_it() {
 fn a_flapping_node_is_not_a_notification_per_flap() {
     let w = world("al-flap", 1);
     let slack = Receiver::start();
-    w.secret("slack", &[("url", &slack.url)]);
-    w.policy(
-        "    groupWait: 1s\n    flapDamping: 20s\n    channels: [{name: slack, slack: {webhookUrlSecretRef: {name: slack, key: url}}}]\n",
-    );
+    w.slack_policy(&slack, "groupWait: 1s\n    flapDamping: 20s", "");
     w.validators();
     let _op = w.operator("al-flap");
     w.ready_all("True");
@@ -578,10 +571,7 @@ fn the_test_button_reaches_every_channel_once() {
 fn slack_refusals_are_final_and_its_rate_limit_is_honoured() {
     let w = world("al-slack", 2);
     let slack = Receiver::start();
-    w.secret("slack", &[("url", &slack.url)]);
-    w.policy(
-        "    groupWait: 1s\n    flapDamping: 2s\n    channels: [{name: slack, slack: {webhookUrlSecretRef: {name: slack, key: url}}}]\n",
-    );
+    w.slack_policy(&slack, "groupWait: 1s\n    flapDamping: 2s", "");
     w.validators();
     let _op = w.operator("al-slack");
     w.ready_all("True");

@@ -337,15 +337,7 @@ fn fifty_sigkills_during_healing_and_archiving_never_act_twice_or_lose_a_run() {
     let rx = Receiver::start();
     let alerts = Receiver::start();
     let llm = LlmServer::start(Flavor::Anthropic);
-    w.c.kubectl_ok(&[
-        "create",
-        "secret",
-        "generic",
-        "llm",
-        "-n",
-        &w.ns,
-        "--from-literal=key=sk-chaos-1",
-    ]);
+    w.secret("llm", &[("key", "sk-chaos-1")]);
     let dir = std::env::temp_dir().join(format!("vigil-archive-{}", w.ns));
     let _ = std::fs::remove_dir_all(&dir);
     // Alerts to a webhook, never repeated inside the test (1 h); an LLM advisor allowed 3

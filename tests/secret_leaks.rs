@@ -60,22 +60,6 @@ fn scan(place: &str, text: &str) {
     }
 }
 
-fn secret(w: &World, name: &str, kv: &[(&str, &str)]) {
-    let mut args = vec![
-        "create".to_string(),
-        "secret".into(),
-        "generic".into(),
-        name.into(),
-        "-n".into(),
-        w.ns.clone(),
-    ];
-    for (k, v) in kv {
-        args.push(format!("--from-literal={k}={v}"));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    w.c.kubectl_ok(&args);
-}
-
 /// The `.status` of every object of `kind` in the namespace, as JSON text.
 fn statuses(w: &World, kind: &str) -> String {
     let list = w.c.kubectl_json(&["get", kind, "-n", &w.ns, "-o", "json"]);
@@ -98,28 +82,21 @@ fn no_secret_reaches_logs_events_status_prompts_payloads_or_archives() {
         retry_after: None,
     });
     let alerts = Receiver::start();
-    secret(&w, "llm", &[("key", LLM_KEY)]);
-    secret(&w, "hook", &[("key", HOOK_SIGNING)]);
-    secret(
-        &w,
+    w.secret("llm", &[("key", LLM_KEY)]);
+    w.secret("hook", &[("key", HOOK_SIGNING)]);
+    w.secret(
         "slack",
         &[(
             "url",
             &format!("http://127.0.0.1:1/services/T0/B0/{SLACK_TOKEN}"),
         )],
     );
-    secret(
-        &w,
-        "smtp",
-        &[("username", SMTP_USER), ("password", SMTP_PASS)],
-    );
-    secret(
-        &w,
+    w.secret("smtp", &[("username", SMTP_USER), ("password", SMTP_PASS)]);
+    w.secret(
         "s3",
         &[("accessKeyId", S3_KEY_ID), ("secretAccessKey", S3_SECRET)],
     );
-    secret(
-        &w,
+    w.secret(
         "ssh-key",
         &[(
             "id",

@@ -480,20 +480,12 @@ pub const ADVISOR_ALERT: &str = "AdvisorAlert";
 
 /// The event alert a notice is, if any.
 pub fn event(n: &Notice) -> Option<Firing> {
-    let name = match n.what {
-        // Outcomes of actions, advice and verified archives come from status
-        // (`remediation_outcomes`, `advice_events`, `run_events`); a held manual restart is
-        // recorded nowhere else.
-        What::RemediationHeld => AlertName::RemediationBlocked,
-        _ => return None,
-    };
-    let f = Firing::new(name, &n.message);
-    // Not the record of the outcomes read from status (same alert, another fingerprint).
-    Some(if n.what == What::RemediationHeld {
-        f.subject("manual restart")
-    } else {
-        f
-    })
+    // Outcomes of actions, advice and verified archives come from status
+    // (`remediation_outcomes`, `advice_events`, `run_events`); a held manual restart is
+    // recorded nowhere else. Its subject keeps it apart from the outcomes read from status
+    // (same alert, another fingerprint).
+    (n.what == What::RemediationHeld)
+        .then(|| Firing::new(AlertName::RemediationBlocked, &n.message).subject("manual restart"))
 }
 
 #[cfg(test)]

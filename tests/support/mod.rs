@@ -265,6 +265,23 @@ impl World {
         op
     }
 
+    /// Creates Secret `name` in the namespace with these keys and values.
+    pub fn secret(&self, name: &str, kv: &[(&str, &str)]) {
+        let mut args = vec![
+            "create".to_string(),
+            "secret".into(),
+            "generic".into(),
+            name.into(),
+            "-n".into(),
+            self.ns.clone(),
+        ];
+        for (k, v) in kv {
+            args.push(format!("--from-literal={k}={v}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.c.kubectl_ok(&args);
+    }
+
     /// Waits until every simulated node's validator shows `Ready=want`.
     pub fn ready_all(&self, want: &str) {
         for n in &self.sim.nodes {
