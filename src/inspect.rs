@@ -238,11 +238,12 @@ async fn read_duty(
     let hub = std::sync::Arc::new(crate::duty::feed::Hub::default());
     if let (Some(rpc), Some(addr)) = (&d.rpc, &d.consensus) {
         let every = Duration::from_millis(500);
+        let best = last.as_ref().ok().and_then(|o| o.best_block);
         let _ = hub.signing(rpc, addr, d.thresholds.window, every);
         for _ in 0..40 {
             tokio::time::sleep(every).await;
             match hub.signing(rpc, addr, d.thresholds.window, every) {
-                Ok(s) if s.window >= d.thresholds.window.min(10) => break,
+                Ok(s) if read_enough(&s, d.thresholds.window, best) => break,
                 Err(_) => break,
                 _ => {}
             }
@@ -255,6 +256,16 @@ async fn read_duty(
         last_signed: o.last_signed.clone(),
     });
     crate::monitor::read_duty(&hub, config.chain, d, probe, interval, Timestamp::now())
+}
+
+/// Whether a one-shot duty reading has read enough: a few blocks of the window, and up to
+/// the height the probe saw (`best`, when known). The block follower fills a window oldest
+/// first, 50 blocks a tick, so on a chain longer than that its first blocks are a window
+/// old: judged then, a validator that stopped a minute ago would still look like signing.
+fn read_enough(s: &crate::duty::commits::Signing, window: u64, best: Option<u64>) -> bool {
+    // The newest block read is the one before the node's latest (its commit is final).
+    let caught_up = best.is_none_or(|b| s.newest.is_some_and(|n| n.saturating_add(2) >= b));
+    s.window >= window.min(10) && caught_up
 }
 
 /// A single run cannot see a stall shorter than `maxBlockStall`; say what was seen instead of
@@ -437,6 +448,39 @@ pub fn main(args: ProbeArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_shot_duty_reading_waits_for_the_recent_blocks() {
+        let read = |window: u64, newest: Option<u64>| crate::duty::commits::Signing {
+            window,
+            newest,
+            ..Default::default()
+        };
+        // (blocks read, newest read, window asked, best the probe saw, enough)
+        let table = [
+            // The first tick of a 100-block window on a chain at 109: blocks 9..58 read.
+            (50, Some(58), 100, Some(109), false),
+            // The next tick reached the top.
+            (100, Some(108), 100, Some(109), true),
+            // The chain moved on by one while reading: still caught up.
+            (100, Some(107), 100, Some(109), true),
+            // A young chain: fewer blocks than the window, all of them read.
+            (12, Some(12), 100, Some(13), true),
+            // Too few blocks to judge yet.
+            (3, Some(108), 100, Some(109), false),
+            // No probe height (the probe failed): a few blocks are enough.
+            (10, Some(58), 100, None, true),
+            // Nothing read.
+            (0, None, 100, Some(109), false),
+        ];
+        for (window, newest, asked, best, enough) in table {
+            assert_eq!(
+                read_enough(&read(window, newest), asked, best),
+                enough,
+                "read {window} up to {newest:?} of {asked}, best {best:?}"
+            );
+        }
+    }
 
     fn ok(type_: &'static str) -> Desired {
         Desired {
