@@ -88,7 +88,7 @@ fn flapping_validators_do_not_grow_the_queue_memory_or_the_alerts() {
         apply_ok(w.c, &w.ns, &chunk.join("---\n"));
     }
     // Logging at info: debug logging of 10,000 validators is itself a large share of the CPU.
-    // Facts refresh every third of the run: the whole fleet refreshes twice during it, and
+    // Facts refresh every third of the run: the whole fleet refreshes three times during it, and
     // those writes must spread over the period, not queue up in one probe round.
     let refresh = format!("{}s", minutes * 20);
     let mut op = Operator::start_env(
